@@ -1,0 +1,124 @@
+"""Pure forward/backward pairs for every layer (cs231n style: `forward -> (out, cache)`).
+
+Each function takes and returns arrays of one namespace (NumPy or CuPy, found from the inputs);
+nothing here holds state. The classes in `layers.py` are thin holders of parameters around these.
+"""
+
+from __future__ import annotations
+
+from .backend import get_array_module
+from .im2col import col2im, conv_outsize, im2col
+
+
+# --- convolution -------------------------------------------------------------------------------
+def conv2d_forward(x, W, b, stride: int = 1, pad: int = 0):
+    """Cross-correlation (no kernel flip) with zero padding.
+
+    x (N, C, H, W), W (F, C, kh, kw), b (F,) -> out (N, F, OH, OW), cache.
+    """
+    f, c, kh, kw = W.shape
+    n = x.shape[0]
+    cols, (oh, ow) = im2col(x, kh, kw, stride, pad)  # (C*kh*kw, N*OH*OW)
+    out = W.reshape(f, -1) @ cols  # (F, N*OH*OW): one GEMM
+    out += b[:, None]
+    out = out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+    xp = get_array_module(out)
+    return xp.ascontiguousarray(out), (x.shape, W, cols, stride, pad)
+
+
+def conv2d_backward(dout, cache, need_dx: bool = True):
+    """dout (N, F, OH, OW) -> dx (N, C, H, W) (None if not `need_dx`), dW (F, C, kh, kw), db (F,)."""
+    x_shape, W, cols, stride, pad = cache
+    f, c, kh, kw = W.shape
+    xp = get_array_module(dout)
+    d2 = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N*OH*OW)
+    dW = (d2 @ cols.T).reshape(W.shape)
+    db = d2.sum(axis=1)
+    dx = None
+    if need_dx:
+        dcols = W.reshape(f, -1).T @ d2  # (C*kh*kw, N*OH*OW)
+        dx = col2im(dcols, x_shape, kh, kw, stride, pad)
+    return dx, dW, db
+
+
+# --- max pooling -------------------------------------------------------------------------------
+def _pool_slices(k: int, stride: int, oh: int, ow: int):
+    for i in range(k):
+        for j in range(k):
+            yield (slice(None), slice(None), slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
+
+
+def maxpool_forward(x, k: int, stride: int | None = None):
+    """Max pooling, floor output size. x (N, C, H, W) -> out (N, C, OH, OW), cache.
+
+    Computed as the running maximum of k*k strided slices: memory-bound and loop-free over pixels.
+    """
+    stride = k if stride is None else stride
+    xp = get_array_module(x)
+    oh, ow = conv_outsize(x.shape[2], k, stride, 0), conv_outsize(x.shape[3], k, stride, 0)
+    out = None
+    for s in _pool_slices(k, stride, oh, ow):
+        out = x[s].copy() if out is None else xp.maximum(out, x[s], out=out)
+    return out, (x, out, k, stride)
+
+
+def maxpool_backward(dout, cache):
+    """dout (N, C, OH, OW) -> dx (N, C, H, W).
+
+    The gradient of each window goes to exactly one element: its first maximum in row-major scan
+    order, so ties never duplicate gradient (it would otherwise be counted once per tied element).
+    """
+    x, out, k, stride = cache
+    xp = get_array_module(dout)
+    dx = xp.zeros_like(x)
+    oh, ow = out.shape[2:]
+    taken = xp.zeros(out.shape, dtype=bool)
+    for s in _pool_slices(k, stride, oh, ow):
+        hit = x[s] == out
+        hit &= ~taken
+        taken |= hit
+        if stride >= k:  # non-overlapping: each input element belongs to one window
+            dx[s] = xp.where(hit, dout, 0)
+        else:
+            dx[s] += xp.where(hit, dout, 0)
+    return dx
+
+
+# --- pointwise and dense -----------------------------------------------------------------------
+def relu_forward(x):
+    """max(x, 0), any shape."""
+    xp = get_array_module(x)
+    out = xp.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """Gradient passes where the output was positive (subgradient 0 at 0)."""
+    xp = get_array_module(dout)
+    return xp.where(cache > 0, dout, 0).astype(dout.dtype, copy=False)
+
+
+def linear_forward(x, W, b):
+    """x (N, in), W (out, in), b (out,) -> (N, out)."""
+    out = x @ W.T
+    out += b
+    return out, (x, W)
+
+
+def linear_backward(dout, cache, need_dx: bool = True):
+    """dout (N, out) -> dx (N, in), dW (out, in), db (out,)."""
+    x, W = cache
+    dW = dout.T @ x
+    db = dout.sum(axis=0)
+    dx = dout @ W if need_dx else None
+    return dx, dW, db
+
+
+def dropout_mask(shape, p: float, rng, xp, dtype):
+    """Inverted-dropout keep mask (0 or 1/(1-p)), drawn on the host from the numpy Generator `rng`.
+
+    Drawing on the host keeps masks identical on NumPy and CuPy for one seed; the transfer is one
+    small array per full layer.
+    """
+    keep = ((rng.random(shape, dtype="float32") >= p) * (1.0 / (1.0 - p))).astype(dtype)
+    return keep if xp.__name__ == "numpy" else xp.asarray(keep)

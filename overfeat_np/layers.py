@@ -1,0 +1,278 @@
+"""Layers: small classes that hold parameters in plain dicts around the pure functions.
+
+Interface of every layer:
+    y, cache = layer.forward(x, train=False)
+    dx, grads = layer.backward(dy, cache)      # grads has the keys of layer.params
+No activation state lives on the layer (the cache carries it), so a layer is re-entrant, and
+backward never writes into `dy`. Parameters are initialised as in the paper (Section 3: normal,
+mean 0, std 1e-2; biases 0) from a seeded generator on the host, so NumPy and CuPy start equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .backend import get_array_module, get_backend, rng_normal, to_device
+from .im2col import conv_outsize
+
+INIT_STD = 1e-2  # Section 3: weights ~ N(0, 1e-2)
+
+
+def _as_rng(seed):
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _check_input(layer, x, ndim: int, channels: int | None = None):
+    """Shape/dtype checks shared by the layers; errors name the layer, expected and actual."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != ndim:
+        want = "(N, C, H, W)" if ndim == 4 else "(N, features)"
+        raise ValueError(f"{layer!r}: expected a {ndim}-D input {want}, got shape {shape}")
+    if x.dtype.kind != "f":
+        raise ValueError(
+            f"{layer!r}: expected a floating-point input (float32), got dtype {x.dtype}; "
+            "convert with x.astype('float32')"
+        )
+    if channels is not None and shape[1] != channels:
+        raise ValueError(f"{layer!r}: expected {channels} input channels/features, got shape {shape}")
+
+
+class Layer:
+    """Base: no parameters, identity shape. Subclasses override forward/backward."""
+
+    params: dict
+
+    def __init__(self):
+        self.params = {}
+
+    def to(self, backend: str):
+        """Move the parameters to `backend` ("numpy" or "cupy"); returns self."""
+        self.params = {k: to_device(v, backend) for k, v in self.params.items()}
+        return self
+
+    def output_shape(self, in_shape: tuple) -> tuple:
+        """Shape of one output sample for one input sample shape, without computing."""
+        return tuple(in_shape)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Conv2D(Layer):
+    """2-D cross-correlation via im2col + one GEMM. W (out, in, kh, kw), b (out,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
+                 seed=None, backend="numpy", dtype=np.float32, need_input_grad=True):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = (int(kh), int(kw)), int(stride), int(padding)
+        # The first layer's input gradient is never used: skipping it saves one GEMM and col2im.
+        self.need_input_grad = need_input_grad
+        xp = get_backend(backend)
+        self.params = {
+            "W": rng_normal(_as_rng(seed), (out_channels, in_channels, kh, kw), INIT_STD, xp, dtype),
+            "b": xp.zeros((out_channels,), dtype=dtype),
+        }
+
+    def __repr__(self):
+        kh, kw = self.kernel_size
+        return (f"Conv2D({self.in_channels}->{self.out_channels}, kernel={kh}x{kw}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        if c != self.in_channels:
+            raise ValueError(f"{self!r}: expected {self.in_channels} input channels, got shape {in_shape}")
+        kh, kw = self.kernel_size
+        p = self.padding
+        if kh > h + 2 * p or kw > w + 2 * p:
+            raise ValueError(
+                f"{self!r}: kernel {kh}x{kw} is larger than the padded input "
+                f"{h + 2 * p}x{w + 2 * p} (input shape {in_shape}); use a larger input or a smaller kernel"
+            )
+        return (self.out_channels, conv_outsize(h, kh, self.stride, p), conv_outsize(w, kw, self.stride, p))
+
+    def forward(self, x, train=False):
+        """x (N, in, H, W) -> y (N, out, OH, OW)."""
+        _check_input(self, x, 4, self.in_channels)
+        self.output_shape(x.shape[1:])
+        return F.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.padding)
+
+    def backward(self, dy, cache):
+        """dy (N, out, OH, OW) -> dx (N, in, H, W) or None, {"W", "b"}."""
+        dx, dW, db = F.conv2d_backward(dy, cache, self.need_input_grad)
+        return dx, {"W": dW, "b": db}
+
+
+class MaxPool2D(Layer):
+    """Max pooling; stride defaults to the kernel (non-overlapping, as in the paper). Floor size.
+
+    On ties the whole gradient goes to the first maximum of the window in row-major order.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = int(kernel_size)
+        self.stride = int(kernel_size if stride is None else stride)
+
+    def __repr__(self):
+        return f"MaxPool2D(kernel={self.kernel_size}, stride={self.stride})"
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        k = self.kernel_size
+        if k > h or k > w:
+            raise ValueError(f"{self!r}: window {k}x{k} is larger than the input (shape {in_shape})")
+        return (c, conv_outsize(h, k, self.stride, 0), conv_outsize(w, k, self.stride, 0))
+
+    def forward(self, x, train=False):
+        """x (N, C, H, W) -> (N, C, OH, OW)."""
+        _check_input(self, x, 4)
+        self.output_shape(x.shape[1:])
+        return F.maxpool_forward(x, self.kernel_size, self.stride)
+
+    def backward(self, dy, cache):
+        return F.maxpool_backward(dy, cache), {}
+
+
+class ReLU(Layer):
+    """max(x, 0), any shape."""
+
+    def forward(self, x, train=False):
+        return F.relu_forward(x)
+
+    def backward(self, dy, cache):
+        return F.relu_backward(dy, cache), {}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training zero each unit with probability p and scale the rest by 1/(1-p);
+    identity in evaluation. The mask comes from `self.rng` (a seeded numpy Generator, saved in
+    checkpoints so a resumed run draws the same masks)."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = _as_rng(seed)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+    def forward(self, x, train=False):
+        if not train or self.p == 0.0:
+            return x, None
+        mask = F.dropout_mask(x.shape, self.p, self.rng, get_array_module(x), x.dtype)
+        return x * mask, mask
+
+    def backward(self, dy, cache):
+        return (dy if cache is None else dy * cache), {}
+
+
+class Linear(Layer):
+    """y = x W^T + b with W (out, in), b (out,)."""
+
+    def __init__(self, in_features, out_features, *, seed=None, backend="numpy", dtype=np.float32,
+                 need_input_grad=True):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.need_input_grad = need_input_grad
+        xp = get_backend(backend)
+        self.params = {
+            "W": rng_normal(_as_rng(seed), (out_features, in_features), INIT_STD, xp, dtype),
+            "b": xp.zeros((out_features,), dtype=dtype),
+        }
+
+    def __repr__(self):
+        return f"Linear({self.in_features}->{self.out_features})"
+
+    def output_shape(self, in_shape):
+        if tuple(in_shape) != (self.in_features,):
+            raise ValueError(f"{self!r}: expected input features ({self.in_features},), got {tuple(in_shape)}")
+        return (self.out_features,)
+
+    def forward(self, x, train=False):
+        """x (N, in) -> (N, out)."""
+        _check_input(self, x, 2, self.in_features)
+        return F.linear_forward(x, self.params["W"], self.params["b"])
+
+    def backward(self, dy, cache):
+        dx, dW, db = F.linear_backward(dy, cache, self.need_input_grad)
+        return dx, {"W": dW, "b": db}
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W), C-order (so a following Linear is a CxHxW convolution)."""
+
+    def output_shape(self, in_shape):
+        return (int(np.prod(in_shape)),)
+
+    def forward(self, x, train=False):
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, dy, cache):
+        return dy.reshape(cache), {}
+
+
+class Sequential(Layer):
+    """Layers applied in order. `params`/grads are flat dicts keyed "index.name" (e.g. "0.W")."""
+
+    def __init__(self, *layers):
+        self.layers = list(layers[0]) if len(layers) == 1 and isinstance(layers[0], (list, tuple)) else list(layers)
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return Sequential(self.layers[i]) if isinstance(i, slice) else self.layers[i]
+
+    @property
+    def params(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    def load_params(self, flat: dict):
+        """Assign parameters from a flat dict with the keys of `params` (shapes must match)."""
+        for key, v in flat.items():
+            i, name = key.split(".", 1)
+            layer = self.layers[int(i)]
+            if isinstance(layer, Sequential):
+                layer.load_params({name: v})
+            else:
+                layer.params[name] = v
+
+    def to(self, backend):
+        for layer in self.layers:
+            layer.to(backend)
+        return self
+
+    def output_shape(self, in_shape):
+        for layer in self.layers:
+            in_shape = layer.output_shape(in_shape)
+        return in_shape
+
+    def forward(self, x, train=False):
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x, train=train)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dy, cache):
+        grads = {}
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy, g = self.layers[i].backward(dy, cache[i])
+            for k, v in g.items():
+                grads[f"{i}.{k}"] = v
+            if dy is None:  # a layer that does not need its input gradient ends the chain
+                for j in range(i):
+                    if self.layers[j].params:
+                        raise RuntimeError(f"layer {i} skipped its input gradient but layer {j} has parameters")
+                break
+        return dy, grads

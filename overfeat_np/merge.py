@@ -1,0 +1,219 @@
+"""Greedy box merging (OverFeat Section 4.3) and the non-maximum suppression it replaces.
+
+OverFeat pools the boxes that the regressor predicts at every location of every scale for the
+top-k classes, then repeatedly merges the best-matching pair until no pair matches well enough:
+coherent boxes pile up confidence, isolated false positives stay weak. Classic NMS (`nms`,
+`batched_nms`) instead keeps the best box of each overlapping group and throws the rest away.
+Host NumPy only; CuPy inputs are moved with `backend.to_numpy`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from overfeat_np.boxes import _as_vector, _iou64, as_boxes
+
+__all__ = ["DEFAULT_MERGE_T", "match_score", "greedy_merge", "nms", "batched_nms"]
+
+DEFAULT_MERGE_T = 0.5
+"""Default merge threshold t: merge while the best pair's `match_score` is <= t (Section 4.3).
+
+0.5 merges two equal boxes whose centres are up to ~19% of their side apart (IoU >= ~0.68), or
+two concentric boxes up to ~1.4x apart in linear size (IoU >= 0.5); any t < 1 never merges
+boxes that do not overlap at all.
+"""
+
+_EPS = 1e-12
+_BLOCK = 1024  # rows of the pairwise score matrix computed at a time (caps temporary memory)
+
+
+def _match_score64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 (N, 4), (M, 4) -> (N, M) match scores; see `match_score`."""
+    ca = (a[:, :2] + a[:, 2:]) / 2  # (N, 2)
+    cb = (b[:, :2] + b[:, 2:]) / 2  # (M, 2)
+    dist = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])  # (N, M)
+    sa = np.clip(a[:, 2:] - a[:, :2], 0, None).sum(1)  # (N,) width + height
+    sb = np.clip(b[:, 2:] - b[:, :2], 0, None).sum(1)  # (M,)
+    size = np.maximum((sa[:, None] + sb[None, :]) / 4, _EPS)  # mean side length of the pair
+    return dist / size + (1.0 - _iou64(a, b))
+
+
+def match_score(a, b) -> np.ndarray:
+    """Pairwise match score (N, M) of boxes a (N, 4) and b (M, 4); SMALLER means a better match.
+
+    Section 4.3 builds the score from the distance between the box centres and their intersection
+    area but gives no formula. Here
+
+        match_score = |c_a - c_b| / s  +  (1 - IoU(a, b)),    s = (w_a + h_a + w_b + h_b) / 4,
+
+    the centre distance in units of the pair's mean side length plus one minus the intersection
+    over union. Why this form: it is 0 for identical boxes and grows as centres move apart or the
+    overlap shrinks; it is symmetric and invariant to translating or scaling the whole image, so
+    one threshold t serves every scale; the IoU term (rather than intersection / smaller area)
+    also separates concentric boxes of very different sizes, e.g. a head inside a person; and
+    disjoint boxes score >= 1, so any t < 1 never merges boxes that do not touch.
+    The paper stops merging once the best score exceeds t; see `DEFAULT_MERGE_T`.
+    """
+    return _match_score64(as_boxes(a, "a"), as_boxes(b, "b")).astype(np.float32)
+
+
+def _pairwise_scores(b: np.ndarray) -> np.ndarray:
+    """(n, 4) float64 -> (n, n) float32 match scores with +inf on the diagonal, built in blocks."""
+    n = len(b)
+    s = np.empty((n, n), dtype=np.float32)
+    for r0 in range(0, n, _BLOCK):
+        s[r0 : r0 + _BLOCK] = _match_score64(b[r0 : r0 + _BLOCK], b)
+    np.fill_diagonal(s, np.inf)
+    return s
+
+
+def _merge_class(b: np.ndarray, conf: np.ndarray, weight: np.ndarray, t: float):
+    """Greedy merge of one class (Section 4.3 step d), boxes in canonical order.
+
+    b: (n, 4) float64; conf, weight: (n,). Returns (boxes (K, 4), conf (K,), owner (n,)) where
+    owner[i] is the output row that input i ended up in.
+    """
+    n = len(b)
+    sums = b * weight[:, None]  # (n, 4) weighted coordinate sums of each slot's members
+    wsum = weight.astype(np.float64).copy()  # (n,)
+    conf = conf.astype(np.float64).copy()  # (n,)
+    cur = b.copy()  # (n, 4) current (merged) box of each slot
+    active = np.ones(n, dtype=bool)
+    owner = np.arange(n)
+    if n > 1:
+        S = _pairwise_scores(b)  # (n, n)
+        rowarg = S.argmin(1)  # (n,) best partner of each slot
+        rowmin = S[np.arange(n), rowarg]  # (n,)
+        while True:
+            i = int(rowmin.argmin())
+            if not rowmin[i] <= t:  # also stops on +inf (one box left)
+                break
+            j = int(rowarg[i])
+            keep, drop = min(i, j), max(i, j)
+            # box_merge: the merged box is the (weighted) mean of all original member boxes
+            sums[keep] += sums[drop]
+            wsum[keep] += wsum[drop]
+            conf[keep] += conf[drop]
+            cur[keep] = sums[keep] / wsum[keep]
+            active[drop] = False
+            owner[owner == drop] = keep
+            S[drop, :] = np.inf
+            S[:, drop] = np.inf
+            rowmin[drop] = np.inf
+            row = _match_score64(cur[keep : keep + 1], cur)[0].astype(np.float32)  # (n,)
+            row[~active] = np.inf
+            row[keep] = np.inf
+            S[keep, :] = row
+            S[:, keep] = row
+            # rows whose best partner was keep or drop must be rescanned; others may only improve
+            stale = ((rowarg == keep) | (rowarg == drop)) & active
+            stale[keep] = True
+            better = (row < rowmin) & ~stale
+            rowmin[better] = row[better]
+            rowarg[better] = keep
+            idx = np.flatnonzero(stale)
+            sub = S[idx]  # (m, n)
+            a = sub.argmin(1)
+            rowarg[idx] = a
+            rowmin[idx] = sub[np.arange(len(idx)), a]
+    slots = np.flatnonzero(active)
+    remap = np.full(n, -1)
+    remap[slots] = np.arange(len(slots))
+    return cur[slots], conf[slots], remap[owner]
+
+
+def greedy_merge(
+    boxes,
+    scores,
+    classes=None,
+    t: float = DEFAULT_MERGE_T,
+    weighted: bool = False,
+    return_groups: bool = False,
+):
+    """Greedy merge of Section 4.3, class by class: boxes (N, 4), scores (N,), classes (N,).
+
+    Per class, repeatedly take the pair with the smallest `match_score`; if it is > t stop, else
+    replace the pair by its box_merge. box_merge "averages the coordinates": the merged box is
+    the mean of ALL original member boxes (plain mean; the confidence-weighted mean with
+    `weighted=True`, which needs scores > 0), not the mean of the two current boxes, so the
+    result does not depend on the order of merges. Confidence = sum of the member scores.
+    Boxes of different classes never merge. Inputs are put in a canonical order first (ties are
+    broken by coordinates), so the output does not depend on the order of the input boxes.
+
+    Returns (merged_boxes (K, 4) float32, confidences (K,) float32, classes (K,) int64), sorted
+    by confidence descending; with `return_groups`, also groups (N,) int64: the output row that
+    each input box was merged into.
+    """
+    b = as_boxes(boxes)
+    n = len(b)
+    s = _as_vector(scores, n, "scores")
+    c = np.zeros(n, dtype=np.int64) if classes is None else _as_vector(classes, n, "classes", np.int64)
+    t = float(t)
+    if not np.isfinite(t):
+        raise ValueError(f"t: expected a finite threshold, got {t}")
+    if weighted and np.any(s <= 0):
+        raise ValueError("scores: weighted=True needs scores > 0 (they weight the box average)")
+    w = s if weighted else np.ones(n)
+
+    # canonical order: class, then coordinates, then score (last key of lexsort is primary)
+    order = np.lexsort((s, b[:, 3], b[:, 2], b[:, 1], b[:, 0], c))
+    out_b, out_s, out_c, out_g = [], [], [], np.empty(n, dtype=np.int64)
+    offset = 0
+    for cls in np.unique(c):
+        idx = order[c[order] == cls]  # canonical order within the class
+        mb, ms, owner = _merge_class(b[idx], s[idx], w[idx], t)
+        out_b.append(mb)
+        out_s.append(ms)
+        out_c.append(np.full(len(mb), cls, dtype=np.int64))
+        out_g[idx] = owner + offset
+        offset += len(mb)
+    if offset == 0:
+        res = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        return res + (out_g,) if return_groups else res
+    mb, ms, mc = np.concatenate(out_b), np.concatenate(out_s), np.concatenate(out_c)
+    # sort by confidence descending, ties by class then coordinates (deterministic)
+    rank = np.lexsort((mb[:, 3], mb[:, 2], mb[:, 1], mb[:, 0], mc, -ms))
+    inv = np.empty_like(rank)
+    inv[rank] = np.arange(len(rank))
+    res = (mb[rank].astype(np.float32), ms[rank].astype(np.float32), mc[rank])
+    return res + (inv[out_g],) if return_groups else res
+
+
+def nms(boxes, scores, iou_threshold: float = 0.5) -> np.ndarray:
+    """Classic greedy non-maximum suppression: boxes (N, 4), scores (N,) -> kept indices (K,).
+
+    Visit boxes by score descending (ties: lower index first); keep a box unless its IoU with an
+    already kept box is > iou_threshold. Kept indices are returned in that visiting order, so no
+    two kept boxes overlap by more than the threshold. The baseline Section 4.3 contrasts with.
+    """
+    b = as_boxes(boxes)
+    s = _as_vector(scores, len(b), "scores")
+    order = np.lexsort((np.arange(len(b)), -s))  # score descending, stable
+    keep = []
+    while len(order):
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        if not len(rest):
+            break
+        ov = _iou64(b[i : i + 1], b[rest])[0]  # (len(rest),)
+        order = rest[ov <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5) -> np.ndarray:
+    """`nms` run separately per class: boxes (N, 4), scores (N,), classes (N,) -> indices (K,).
+
+    Boxes of different classes never suppress each other. Indices come sorted by score
+    descending (ties: lower index first).
+    """
+    b = as_boxes(boxes)
+    n = len(b)
+    s = _as_vector(scores, n, "scores")
+    c = _as_vector(classes, n, "classes", np.int64)
+    kept = [np.zeros(0, dtype=np.int64)]
+    for cls in np.unique(c):
+        idx = np.flatnonzero(c == cls)
+        kept.append(idx[nms(b[idx], s[idx], iou_threshold)])
+    k = np.concatenate(kept)
+    return k[np.lexsort((k, -s[k]))]
