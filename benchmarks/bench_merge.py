@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -75,8 +76,8 @@ def main(argv=None) -> None:
         b, s, c = make_boxes(k, seed=args.seed)
         out = greedy_merge(b, s, c, t=args.t)
         kept = batched_nms(b, s, c, 0.5)
-        t_merge = best_ms(lambda: greedy_merge(b, s, c, t=args.t), args.repeat)
-        t_nms = best_ms(lambda: batched_nms(b, s, c, 0.5), args.repeat)
+        t_merge = best_ms(partial(greedy_merge, b, s, c, t=args.t), args.repeat)
+        t_nms = best_ms(partial(batched_nms, b, s, c, 0.5), args.repeat)
         print(f"{len(b):6d} {k:7d} {t_merge:9.1f} {len(out[0]):7d} {t_nms:7.1f} {len(kept):5d}")
         top = ", ".join(f"c{cl}:{cf:.1f}" for cl, cf in zip(out[2][:4], out[1][:4]))
         print(f"{'':6} top merged confidences: {top}")

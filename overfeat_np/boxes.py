@@ -13,16 +13,16 @@ import numpy as np
 from overfeat_np.backend import to_numpy
 
 __all__ = [
-    "as_boxes",
     "area",
+    "as_boxes",
     "box_centers",
     "box_sizes",
+    "clip_boxes",
+    "decode_relative",
+    "encode_relative",
     "intersection",
     "iou",
-    "clip_boxes",
     "union_box",
-    "encode_relative",
-    "decode_relative",
 ]
 
 

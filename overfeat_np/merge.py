@@ -13,7 +13,7 @@ import numpy as np
 
 from overfeat_np.boxes import _as_vector, _iou64, as_boxes
 
-__all__ = ["DEFAULT_MERGE_T", "match_score", "greedy_merge", "nms", "batched_nms"]
+__all__ = ["DEFAULT_MERGE_T", "batched_nms", "greedy_merge", "match_score", "nms"]
 
 DEFAULT_MERGE_T = 0.5
 """Default merge threshold t: merge while the best pair's `match_score` is <= t (Section 4.3).
@@ -28,14 +28,35 @@ _BLOCK = 1024  # rows of the pairwise score matrix computed at a time (caps temp
 
 
 def _match_score64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float64 (N, 4), (M, 4) -> (N, M) match scores; see `match_score`."""
-    ca = (a[:, :2] + a[:, 2:]) / 2  # (N, 2)
-    cb = (b[:, :2] + b[:, 2:]) / 2  # (M, 2)
-    dist = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])  # (N, M)
-    sa = np.clip(a[:, 2:] - a[:, :2], 0, None).sum(1)  # (N,) width + height
-    sb = np.clip(b[:, 2:] - b[:, :2], 0, None).sum(1)  # (M,)
-    size = np.maximum((sa[:, None] + sb[None, :]) / 4, _EPS)  # mean side length of the pair
-    return dist / size + (1.0 - _iou64(a, b))
+    """float64 (N, 4), (M, 4) -> (N, M) match scores; see `match_score`. In place, few temporaries."""
+    al, at, ar, ab = a.T[:, :, None]  # each (N, 1)
+    bl, bt, br, bb = b.T[:, None, :]  # each (1, M)
+    dist = (al + ar) - (bl + br)  # (N, M) 2 * dx
+    dy = (at + ab) - (bt + bb)  # (N, M) 2 * dy
+    dist *= dist
+    dy *= dy
+    dist += dy
+    np.sqrt(dist, out=dist)  # 2 * centre distance
+    wa, ha = np.maximum(ar - al, 0), np.maximum(ab - at, 0)  # (N, 1)
+    wb, hb = np.maximum(br - bl, 0), np.maximum(bb - bt, 0)  # (1, M)
+    side4 = (wa + ha) + (wb + hb)  # (N, M) 4 * mean side length of the pair
+    np.maximum(side4, _EPS, out=side4)
+    inter = np.minimum(ar, br)
+    inter -= np.maximum(al, bl)
+    np.maximum(inter, 0, out=inter)
+    ih = np.minimum(ab, bb)
+    ih -= np.maximum(at, bt)
+    np.maximum(ih, 0, out=ih)
+    inter *= ih  # (N, M) intersection area
+    union = (wa * ha) + (wb * hb)
+    union -= inter
+    np.maximum(union, 1e-300, out=union)  # empty union -> IoU 0
+    inter /= union  # IoU
+    dist /= side4
+    dist *= 2  # centre distance / mean side
+    dist += 1
+    dist -= inter
+    return dist
 
 
 def match_score(a, b) -> np.ndarray:
