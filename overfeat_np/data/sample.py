@@ -31,7 +31,7 @@ def make_sample(image, label, boxes=None, box_labels=None) -> dict:
 
 
 def check_sample(sample: dict, num_classes: int | None = None) -> None:
-    """Raise ValueError describing the first way `sample` departs from the format above."""
+    """Raise ValueError (TypeError for a non-int label) describing the first way `sample` departs from the format above."""
     if set(sample) != set(SAMPLE_KEYS):
         raise ValueError(f"sample keys {sorted(sample)} != {sorted(SAMPLE_KEYS)}")
     img, boxes, bl = sample["image"], sample["boxes"], sample["box_labels"]
@@ -39,7 +39,7 @@ def check_sample(sample: dict, num_classes: int | None = None) -> None:
             and img.shape[2] == 3):
         raise ValueError(f"image must be uint8 (H, W, 3), got {getattr(img, 'shape', None)}")
     if not isinstance(sample["label"], (int, np.integer)):
-        raise ValueError(f"label must be an int, got {type(sample['label']).__name__}")
+        raise TypeError(f"label must be an int, got {type(sample['label']).__name__}")
     if boxes.dtype != np.float32 or boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be float32 (k, 4), got {boxes.dtype} {boxes.shape}")
     if bl.dtype != np.int64 or bl.shape != (boxes.shape[0],):

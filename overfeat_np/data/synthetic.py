@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layout import write_imagenet_layout
 from .sample import make_sample
 
 # (name, RGB colour, max rotation in degrees). Rotations are limited where a full turn would
@@ -188,13 +189,13 @@ class SyntheticShapes:
                 obj = self._draw_object(rng, cls)
                 if obj is None:
                     continue
-                mask, colour_img = obj
+                mask, patch, window = obj
                 box = _mask_boxes(mask[None])[0]
                 if all(_cover(box, b) <= self.max_overlap for b in boxes):
                     break
             else:
                 continue  # no free room for this object; the image just has fewer
-            img[mask] = colour_img[mask]
+            img[window][mask[window]] = patch[mask[window]]
             masks.append(mask)
             labels.append(cls)
             boxes.append(box)
@@ -230,7 +231,8 @@ class SyntheticShapes:
         return img
 
     def _draw_object(self, rng, cls: int):
-        """Place one object. Returns (mask bool (H, W), colour image float (H, W, 3)) or None."""
+        """Place one object. Returns None or (mask bool (H, W), colours float (h, w, 3) of the
+        object's window, the window as a pair of slices)."""
         h, w = self.image_size
         side = min(h, w)
         size = rng.uniform(self.min_scale, self.max_scale) * side
@@ -264,14 +266,10 @@ class SyntheticShapes:
         patch = colour * shading[..., None] + rng.normal(0.0, 5.0, (y1 - y0, x1 - x0, 3))
         mask = np.zeros((h, w), bool)
         mask[y0:y1, x0:x1] = local
-        colour_img = np.zeros((h, w, 3))
-        colour_img[y0:y1, x0:x1] = patch
-        return mask, colour_img
+        return mask, patch, (slice(y0, y1), slice(x0, x1))
 
     def write_imagenet_tree(self, root, split: str = "train", **kwargs):
         """Write this dataset as an ImageNet-layout tree; see layout.write_imagenet_layout."""
-        from .layout import write_imagenet_layout  # noqa: PLC0415 - avoids an import cycle
-
         return write_imagenet_layout(root, self, split=split, **kwargs)
 
 

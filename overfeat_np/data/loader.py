@@ -1,0 +1,234 @@
+"""A deterministic, resumable mini-batch loader with optional worker processes.
+
+Everything random is a function of (seed, epoch, dataset index): the epoch's order comes from
+`np.random.default_rng([seed, epoch])` and each sample's augmentation from
+`np.random.default_rng([seed, epoch, index])`. So batches do not depend on `num_workers`, and a
+run stopped after batch b of epoch e resumes exactly with `loader.batches(e, start_batch=b+1)`.
+
+Workers decode and augment whole batches in separate processes, `prefetch` batches per worker
+ahead of the consumer. The dataset and transform must be picklable.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import multiprocessing
+import signal
+import sys
+import weakref
+
+import numpy as np
+
+from .image_io import CorruptImageError
+from .transforms import normalize
+
+log = logging.getLogger("overfeat_np.data")
+
+# Set in each worker process by _init_worker; tasks then carry only indices.
+_worker_state = None
+
+
+def _init_worker(dataset, transform):
+    global _worker_state
+    # Ctrl-C goes to the whole process group; only the parent should react, then shut us down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_state = (dataset, transform)
+
+
+def _worker_batch(seed, epoch, indices):
+    return load_batch(_worker_state[0], _worker_state[1], seed, epoch, indices)
+
+
+def load_batch(dataset, transform, seed: int, epoch: int, indices) -> dict:
+    """Load and collate dataset[indices] (n,), augmenting sample i with rng [seed, epoch, i].
+
+    Returns a batch dict (see DataLoader) with an extra key `skipped`: [(index, path, reason)]
+    for samples whose image could not be decoded.
+    """
+    xs, labels, boxes, box_labels, kept, skipped = [], [], [], [], [], []
+    for i in indices:
+        i = int(i)
+        try:
+            sample = dataset[i]
+        except CorruptImageError as err:
+            skipped.append((i, err.path, err.reason))
+            continue
+        if transform is None:
+            x, b, bl = normalize(sample["image"], 0.0, 1.0), sample["boxes"], sample["box_labels"]
+        else:
+            x, b, bl = transform(sample, np.random.default_rng([seed, epoch, i]))
+        xs.append(x)
+        labels.append(sample["label"])
+        boxes.append(np.asarray(b, np.float32).reshape(-1, 4))
+        box_labels.append(np.asarray(bl, np.int64).reshape(-1))
+        kept.append(i)
+    shapes = {x.shape for x in xs}
+    if len(shapes) > 1:
+        raise ValueError(f"samples of one batch have different shapes {sorted(shapes)}; use a "
+                         f"transform that crops to a fixed size")
+    x = np.stack(xs).astype(np.float32, copy=False) if xs else np.zeros((0, 3, 0, 0), np.float32)
+    return {"x": x, "labels": np.array(labels, np.int64), "boxes": boxes,
+            "box_labels": box_labels, "indices": np.array(kept, np.int64), "skipped": skipped}
+
+
+def _default_context() -> str:
+    # fork is unsafe once threads (BLAS pools, CUDA) exist in the parent; macOS defaults to spawn.
+    if sys.platform.startswith("linux"):
+        return "forkserver"
+    return "spawn"
+
+
+def _shutdown(pool):
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DataLoader:
+    """Mini-batches of `dataset` after `transform`, in an order fixed by (seed, epoch).
+
+    dataset: sample-format sequence. batch_size: samples per batch. transform: callable
+    t(sample, rng) -> (x float32 (3, H, W), boxes (k, 4), box_labels (k,)), e.g. TrainTransform;
+    None means "image as float32 CHW, unnormalised". shuffle: permute each epoch (else dataset
+    order). seed: fixes order and augmentation. num_workers: worker processes (0 = load in the
+    calling process, no prefetch). prefetch: batches queued per worker. drop_last: drop the
+    final short batch. mp_context: multiprocessing start method (default forkserver on Linux,
+    spawn elsewhere; "fork" starts fastest but is unsafe with threads or CUDA in the parent).
+
+    A batch is a dict: x float32 (N, 3, H, W), labels int64 (N,), boxes [N arrays (k, 4)],
+    box_labels [N arrays (k,) int64], indices int64 (N,). A sample whose image is corrupt is
+    logged, counted in `num_skipped` / `skipped_paths` and left out, so that batch has fewer
+    rows (a batch left with none is not yielded).
+
+    `iter(loader)` runs the epoch `loader.epoch` and then increments it; `batches(epoch,
+    start_batch)` runs any epoch from any batch without touching the counter. Use as a context
+    manager or call close() to stop the workers (they also stop at interpreter exit).
+    """
+
+    def __init__(self, dataset, batch_size: int, transform=None, shuffle: bool = True,
+                 seed: int = 0, num_workers: int = 0, prefetch: int = 2,
+                 drop_last: bool = True, mp_context: str | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0 or prefetch < 1:
+            raise ValueError(f"need num_workers >= 0 and prefetch >= 1, got {num_workers}, "
+                             f"{prefetch}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.transform = transform
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self.prefetch = int(prefetch)
+        self.drop_last = drop_last
+        self.mp_context = mp_context or _default_context()
+        self.epoch = 0
+        self.skipped_paths: list[str] = []
+        self._pool = None
+        self._finalizer = None
+
+    @property
+    def num_skipped(self) -> int:
+        """Samples skipped so far because their image could not be decoded."""
+        return len(self.skipped_paths)
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Dataset indices int64 (len(dataset),) in the order epoch `epoch` visits them."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        return np.random.default_rng([self.seed, epoch]).permutation(n).astype(np.int64)
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """The index arrays of the len(self) batches of epoch `epoch`."""
+        order = self.order(epoch)
+        return [order[j * self.batch_size:(j + 1) * self.batch_size] for j in range(len(self))]
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        return self.batches(epoch)
+
+    def batches(self, epoch: int, start_batch: int = 0):
+        """Yield the batches of epoch `epoch`, starting at batch number `start_batch`."""
+        if epoch < 0 or start_batch < 0:
+            raise ValueError(f"epoch and start_batch must be >= 0, got {epoch}, {start_batch}")
+        todo = self.batch_indices(epoch)[start_batch:]
+        if self.num_workers == 0:
+            for idx in todo:
+                batch = self._finish(load_batch(self.dataset, self.transform, self.seed, epoch,
+                                                idx))
+                if batch is not None:
+                    yield batch
+            return
+        yield from self._batches_from_workers(epoch, todo)
+
+    def _batches_from_workers(self, epoch, todo):
+        pool = self._get_pool()
+        pending = collections.deque()
+        queue = iter(todo)
+
+        def submit():
+            idx = next(queue, None)
+            if idx is not None:
+                pending.append(pool.submit(_worker_batch, self.seed, epoch, idx))
+
+        for _ in range(self.num_workers * self.prefetch):
+            submit()
+        try:
+            while pending:
+                try:
+                    result = pending.popleft().result()
+                except concurrent.futures.process.BrokenProcessPool as err:
+                    self.close()
+                    raise RuntimeError("a data loader worker died (out of memory? killed?); "
+                                       "the loader was closed") from err
+                submit()  # keep the queue full while the caller works on this batch
+                batch = self._finish(result)
+                if batch is not None:
+                    yield batch
+        finally:
+            # Abandoned or interrupted iteration: drop queued work; running tasks just finish.
+            for fut in pending:
+                fut.cancel()
+
+    def _finish(self, result: dict):
+        for index, path, reason in result.pop("skipped"):
+            log.warning("skipping corrupt image %s (dataset index %d): %s", path, index, reason)
+            self.skipped_paths.append(path)
+        if len(result["indices"]) == 0:
+            log.warning("a whole batch was unreadable and is not yielded")
+            return None
+        return result
+
+    def _get_pool(self):
+        if self._pool is None:
+            ctx = multiprocessing.get_context(self.mp_context)
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.num_workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(self.dataset, self.transform))
+            # Shuts workers down when the loader is garbage collected or at interpreter exit.
+            self._finalizer = weakref.finalize(self, _shutdown, self._pool)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (if any). The loader can be iterated again afterwards."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._pool = None
+        self._finalizer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
+                f"transform={self.transform!r}, num_workers={self.num_workers}, "
+                f"seed={self.seed}, epoch={self.epoch})")
