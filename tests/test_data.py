@@ -1,0 +1,430 @@
+"""Tests of overfeat_np.data: synthetic shapes, ImageNet layout, VOC XML, transforms, loader."""
+
+import logging
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from overfeat_np.data import (
+    CorruptImageError,
+    DataLoader,
+    EvalTransform,
+    ImageFolderDataset,
+    SyntheticShapes,
+    TrainTransform,
+    center_crop,
+    check_sample,
+    compute_mean_std,
+    default_wnids,
+    hflip,
+    load_rgb,
+    normalize,
+    parse_voc_xml,
+    random_crop,
+    resize_smallest,
+    write_imagenet_layout,
+    write_voc_xml,
+)
+
+
+def pixel_box(mask):
+    """Tight (left, top, right, bottom) box of a boolean mask (H, W), right/bottom exclusive."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
+
+
+def assert_batches_equal(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["indices"], y["indices"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+        np.testing.assert_array_equal(x["x"], y["x"])
+        for bx, by in zip(x["boxes"], y["boxes"]):
+            np.testing.assert_array_equal(bx, by)
+        for bx, by in zip(x["box_labels"], y["box_labels"]):
+            np.testing.assert_array_equal(bx, by)
+
+
+# -- synthetic shapes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["classification", "localization", "detection"])
+def test_synthetic_is_a_function_of_seed_and_index(mode):
+    a = SyntheticShapes(12, mode=mode, seed=3)
+    b = SyntheticShapes(12, mode=mode, seed=3)
+    later_first = [b[i] for i in reversed(range(12))][::-1]  # access order must not matter
+    for i in range(12):
+        for key in ("image", "boxes", "box_labels"):
+            np.testing.assert_array_equal(a[i][key], later_first[i][key])
+        assert a[i]["label"] == later_first[i]["label"]
+    other = SyntheticShapes(12, mode=mode, seed=4)
+    assert not np.array_equal(a[0]["image"], other[0]["image"])
+    assert not np.array_equal(a[0]["image"], a[1]["image"])
+
+
+@pytest.mark.parametrize("mode", ["classification", "localization"])
+def test_single_object_box_bounds_exactly_the_changed_pixels(mode):
+    ds = SyntheticShapes(20, image_size=(48, 64), mode=mode, num_classes=10)
+    for i in range(len(ds)):
+        s = ds[i]
+        check_sample(s, ds.num_classes)
+        changed = np.any(s["image"] != ds.background(i), axis=2)
+        assert len(s["boxes"]) == 1 and s["label"] == s["box_labels"][0]
+        np.testing.assert_array_equal(pixel_box(changed), s["boxes"][0])
+
+
+def test_detection_boxes_bound_each_object():
+    ds = SyntheticShapes(30, image_size=64, mode="detection", max_objects=4, max_overlap=0.0)
+    counts = []
+    for i in range(len(ds)):
+        s = ds[i]
+        check_sample(s, ds.num_classes)
+        image, masks, labels = ds.render(i)
+        np.testing.assert_array_equal(labels, s["box_labels"])
+        changed = np.any(image != ds.background(i), axis=2)
+        # Outside the objects nothing changes; with disjoint boxes each box holds one object.
+        assert not changed[~masks.any(0)].any() if len(masks) else not changed.any()
+        for box, mask in zip(s["boxes"], masks):
+            np.testing.assert_array_equal(pixel_box(mask), box)
+            inside = np.zeros_like(changed)
+            x0, y0, x1, y1 = box.astype(int)
+            inside[y0:y1, x0:x1] = changed[y0:y1, x0:x1]
+            np.testing.assert_array_equal(pixel_box(inside), box)
+        counts.append(len(s["boxes"]))
+        assert (s["label"] == -1) == (len(s["boxes"]) == 0)
+        if len(s["boxes"]):
+            areas = np.prod(s["boxes"][:, 2:] - s["boxes"][:, :2], axis=1)
+            assert s["label"] == s["box_labels"][0] and np.all(np.diff(masks.sum((1, 2))) <= 0)
+            assert areas.size >= 1
+    assert min(counts) == 0 and max(counts) >= 2 and max(counts) <= 4
+
+
+def test_detection_overlap_is_limited():
+    ds = SyntheticShapes(40, mode="detection", max_objects=3, max_overlap=0.2)
+    for i in range(len(ds)):
+        b = ds[i]["boxes"]
+        for j in range(len(b)):
+            for k in range(j + 1, len(b)):
+                iw = min(b[j, 2], b[k, 2]) - max(b[j, 0], b[k, 0])
+                ih = min(b[j, 3], b[k, 3]) - max(b[j, 1], b[k, 1])
+                smaller = min(np.prod(b[j, 2:] - b[j, :2]), np.prod(b[k, 2:] - b[k, :2]))
+                assert max(iw, 0) * max(ih, 0) <= 0.2 * smaller + 1e-6
+
+
+def test_synthetic_classes_are_learnable_but_not_trivial():
+    # A nearest-class-mean classifier on tiny thumbnails: colour alone must get it well above
+    # chance, yet shapes and jitter must keep it far from perfect.
+    def features(ds):
+        x = np.stack([ds[i]["image"] for i in range(len(ds))]).astype(np.float32)
+        return x.reshape(len(ds), 8, 8, 8, 8, 3).mean((2, 4)).reshape(len(ds), -1)
+
+    train = SyntheticShapes(300, num_classes=6, seed=1)
+    test = SyntheticShapes(150, num_classes=6, seed=2)
+    xtr, ytr = features(train), np.array([train[i]["label"] for i in range(len(train))])
+    xte, yte = features(test), np.array([test[i]["label"] for i in range(len(test))])
+    assert set(ytr) == set(range(6))
+    means = np.stack([xtr[ytr == c].mean(0) for c in range(6)])
+    pred = np.argmin(((xte[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    acc = (pred == yte).mean()
+    assert 1 / 6 + 0.15 < acc < 0.98
+
+
+def test_synthetic_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        SyntheticShapes(4, mode="segmentation")
+    with pytest.raises(ValueError, match="num_classes"):
+        SyntheticShapes(4, num_classes=11)
+    with pytest.raises(IndexError):
+        SyntheticShapes(4)[4]
+
+
+# -- ImageNet layout -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def det_set():
+    return SyntheticShapes(24, image_size=(40, 52), mode="detection", num_classes=4, seed=7)
+
+
+@pytest.mark.parametrize("val_layout", ["folders", "csv", "groundtruth"])
+def test_imagenet_tree_round_trip(tmp_path, det_set, val_layout):
+    root = tmp_path / "inet"
+    written = {"train": write_imagenet_layout(root, det_set, "train", ext=".png"),
+               "val": write_imagenet_layout(root, det_set, "val", val_layout=val_layout,
+                                            ext=".png")}
+    labelled = sum(det_set[i]["label"] >= 0 for i in range(len(det_set)))
+    for split in ("train", "val"):
+        ds = ImageFolderDataset(root, split)
+        assert ds.classes == det_set.classes and ds.wnids == default_wnids(4)
+        expected_len = len(det_set) if (split, val_layout) == ("val", "csv") else labelled
+        assert len(ds) == len(written[split]) == expected_len
+        for path, i in written[split]:
+            got, ref = ds[ds.paths.index(os.path.abspath(path))], det_set[i]
+            check_sample(got, ds.num_classes)
+            np.testing.assert_array_equal(got["image"], ref["image"])  # png is lossless
+            assert got["label"] == ref["label"]
+            np.testing.assert_array_equal(got["boxes"], ref["boxes"])
+            np.testing.assert_array_equal(got["box_labels"], ref["box_labels"])
+    assert ImageFolderDataset(root, "val").layout == val_layout
+
+
+def test_jpeg_tree_and_class_subset(tmp_path, det_set):
+    write_imagenet_layout(tmp_path, det_set, "train")
+    ds = ImageFolderDataset(tmp_path, "train")
+    assert all(p.endswith(".JPEG") for p in ds.paths)
+    s = ds[0]
+    assert s["image"].shape == (40, 52, 3)
+    wnids = default_wnids(4)
+    sub = ImageFolderDataset(tmp_path, "train", class_list=[wnids[3], wnids[1]])
+    assert sub.classes == [det_set.classes[3], det_set.classes[1]] and sub.num_classes == 2
+    full_labels = {p: lab for p, lab in zip(ds.paths, ds.labels)}
+    assert {full_labels[p] for p in sub.paths} == {1, 3}
+    for p, lab in zip(sub.paths, sub.labels):
+        assert lab == {3: 0, 1: 1}[full_labels[p]]
+    for i in range(len(sub)):
+        assert set(sub[i]["box_labels"].tolist()) <= {0, 1}
+    no_boxes = ImageFolderDataset(tmp_path, "train", with_boxes=False)
+    assert no_boxes[0]["boxes"].shape == (0, 4)
+
+
+def test_layout_errors_name_the_path(tmp_path, det_set):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ImageFolderDataset(missing)
+    write_imagenet_layout(tmp_path, det_set, "train")
+    with pytest.raises(FileNotFoundError, match=r"val.*does not exist"):
+        ImageFolderDataset(tmp_path, "val")
+    empty = tmp_path / "train" / default_wnids(4)[2]
+    for f in empty.iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match=str(empty)):
+        ImageFolderDataset(tmp_path, "train")
+    (tmp_path / "val").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "val" / "a.JPEG")
+    with pytest.raises(FileNotFoundError, match="needs labels"):
+        ImageFolderDataset(tmp_path, "val")
+
+
+def test_ground_truth_count_mismatch(tmp_path, det_set):
+    write_imagenet_layout(tmp_path, det_set, "val", val_layout="groundtruth")
+    gt = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    gt.write_text(gt.read_text() + "1\n")
+    with pytest.raises(ValueError, match="labels but"):
+        ImageFolderDataset(tmp_path, "val")
+
+
+def test_voc_xml_minimal_and_malformed(tmp_path):
+    p = tmp_path / "a.xml"
+    p.write_text("<annotation><object><name>n1</name><bndbox><xmin>3</xmin><ymin>5</ymin>"
+                 "<xmax>10</xmax><ymax>12</ymax></bndbox></object><object><name>n2</name>"
+                 "</object></annotation>")
+    boxes, names, size = parse_voc_xml(p)
+    np.testing.assert_array_equal(boxes, [[2, 4, 10, 12]])
+    assert names == ["n1"] and size is None
+    q = tmp_path / "b.xml"
+    write_voc_xml(q, boxes, names, (20, 30))
+    boxes2, names2, size2 = parse_voc_xml(q)
+    np.testing.assert_array_equal(boxes2, boxes)
+    assert names2 == names and size2 == (20, 30)
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<annotation><object>")
+    with pytest.raises(ValueError, match="bad.xml"):
+        parse_voc_xml(bad)
+    bad.write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
+    with pytest.raises(ValueError, match="ymin"):
+        parse_voc_xml(bad)
+
+
+@pytest.mark.parametrize("mode,ext", [("L", "jpg"), ("CMYK", "jpg"), ("RGBA", "png"),
+                                      ("P", "png"), ("LA", "png")])
+def test_load_rgb_converts_modes(tmp_path, mode, ext):
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    path = tmp_path / f"x.{ext}"
+    Image.fromarray(rgb).convert(mode).save(path)
+    out = load_rgb(path)
+    assert out.dtype == np.uint8 and out.shape == (9, 7, 3)
+    if mode == "L":
+        assert np.all(out[..., 0] == out[..., 2])
+
+
+# -- loader: corrupt files, determinism, workers, resume --------------------------------------
+
+@pytest.fixture
+def broken_tree(tmp_path):
+    ds = SyntheticShapes(20, image_size=40, num_classes=3, seed=5)
+    write_imagenet_layout(tmp_path, ds, "train")
+    folder = ImageFolderDataset(tmp_path, "train")
+    garbage, truncated = folder.paths[3], folder.paths[11]
+    with open(garbage, "wb") as f:
+        f.write(b"this is not a jpeg" * 10)
+    with open(truncated, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return folder, {garbage, truncated}
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loader_skips_corrupt_and_truncated_images(broken_tree, caplog, num_workers):
+    ds, bad = broken_tree
+    for p in bad:
+        with pytest.raises(CorruptImageError) as err:
+            ds[ds.paths.index(p)]
+        assert err.value.path == p
+    with caplog.at_level(logging.WARNING, logger="overfeat_np.data"), \
+            DataLoader(ds, 4, TrainTransform(crop=32, resize=None), num_workers=num_workers,
+                       seed=1) as loader:
+        batches = list(loader.batches(0))
+    assert len(batches) == len(loader) == 5  # the epoch completes
+    seen = np.concatenate([b["indices"] for b in batches])
+    assert len(seen) == len(ds) - 2
+    assert {ds.paths[i] for i in seen}.isdisjoint(bad)
+    assert loader.num_skipped == 2 and set(loader.skipped_paths) == bad
+    assert all(b["x"].shape[0] == len(b["indices"]) == len(b["labels"]) for b in batches)
+    for p in bad:
+        assert any(p in r.getMessage() for r in caplog.records)
+
+
+def test_workers_give_the_same_batches_as_in_process():
+    ds = SyntheticShapes(30, image_size=40, mode="localization", num_classes=5)
+    t = TrainTransform(crop=32, resize=None)
+    ref = list(DataLoader(ds, 7, t, seed=2).batches(1))
+    with DataLoader(ds, 7, t, seed=2, num_workers=2, prefetch=1) as loader:
+        got = list(loader.batches(1))
+        again = list(loader.batches(1, start_batch=2))  # the pool is reused across calls
+    assert_batches_equal(ref, got)
+    assert_batches_equal(ref[2:], again)
+    assert multiprocessing.active_children() == []
+
+
+def test_batches_are_fixed_by_seed_and_epoch_and_resume_exactly():
+    ds = SyntheticShapes(23, image_size=36, mode="detection", num_classes=4)
+    loader = DataLoader(ds, 5, TrainTransform(crop=28, resize=None), seed=11)
+    assert len(loader) == 4
+    full = list(loader.batches(3))
+    assert_batches_equal(full, list(DataLoader(ds, 5, loader.transform, seed=11).batches(3)))
+    for start in range(len(loader) + 1):
+        assert_batches_equal(full[start:], list(loader.batches(3, start_batch=start)))
+    e0 = np.concatenate([b["indices"] for b in loader.batches(0)])
+    e3 = np.concatenate([b["indices"] for b in full])
+    assert not np.array_equal(e0, e3)
+    assert len(set(e3.tolist())) == 20  # a permutation, last 3 dropped
+    # iter() walks through epochs 0, 1, ... using its own counter.
+    assert_batches_equal(list(loader), list(loader.batches(0)))
+    assert loader.epoch == 1
+    last = DataLoader(ds, 5, None, shuffle=False, drop_last=False)
+    sizes = [len(b["indices"]) for b in last]
+    assert sizes == [5, 5, 5, 5, 3]
+    np.testing.assert_array_equal(next(iter(last.batches(0)))["indices"], np.arange(5))
+
+
+def test_batch_format():
+    ds = SyntheticShapes(8, image_size=40, mode="detection", num_classes=3)
+    b = next(iter(DataLoader(ds, 4, EvalTransform(crop=32, resize=None))))
+    assert b["x"].dtype == np.float32 and b["x"].shape == (4, 3, 32, 32)
+    assert b["labels"].dtype == np.int64 and b["indices"].dtype == np.int64
+    assert all(x.dtype == np.float32 and x.shape[1] == 4 for x in b["boxes"])
+    assert all(x.dtype == np.int64 for x in b["box_labels"])
+
+
+def test_abandoned_iteration_and_close_leave_no_processes():
+    ds = SyntheticShapes(40, image_size=32, num_classes=3)
+    loader = DataLoader(ds, 4, EvalTransform(crop=24, resize=None), num_workers=2)
+    for j, _ in enumerate(loader):
+        if j == 1:
+            break
+    assert len(multiprocessing.active_children()) == 2
+    loader.close()
+    assert multiprocessing.active_children() == []
+    assert len(list(loader.batches(0, start_batch=8))) == 2  # usable again after close
+    loader.close()
+
+
+# -- transforms -----------------------------------------------------------------------------
+
+@st.composite
+def image_with_rectangle(draw):
+    h, w = draw(st.integers(6, 48)), draw(st.integers(6, 48))
+    x0, x1 = sorted(draw(st.lists(st.integers(0, w), min_size=2, max_size=2, unique=True)))
+    y0, y1 = sorted(draw(st.lists(st.integers(0, h), min_size=2, max_size=2, unique=True)))
+    image = np.zeros((h, w, 3), np.uint8)
+    image[y0:y1, x0:x1] = 255
+    return image, np.array([[x0, y0, x1, y1]], np.float32)
+
+
+def assert_box_bounds_rectangle(image, boxes):
+    mask = image[..., 0] > 127
+    if mask.any():
+        np.testing.assert_array_equal(boxes[0], pixel_box(mask))
+    else:  # the rectangle left the window: its box must have no area
+        assert (boxes[0, 2] - boxes[0, 0]) * (boxes[0, 3] - boxes[0, 1]) == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(image_with_rectangle(), st.integers(1, 48), st.integers(1, 48), st.integers(0, 2**31))
+def test_crops_and_flip_move_boxes_with_pixels(drawn, ch, cw, seed):
+    image, boxes = drawn
+    ch, cw = min(ch, image.shape[0]), min(cw, image.shape[1])
+    out, b = random_crop(image, boxes, (ch, cw), np.random.default_rng(seed))
+    assert out.shape == (ch, cw, 3)
+    assert_box_bounds_rectangle(out, b)
+    assert_box_bounds_rectangle(*center_crop(image, boxes, (ch, cw)))
+    assert_box_bounds_rectangle(*hflip(image, boxes))
+    assert_box_bounds_rectangle(*hflip(*hflip(out, b)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(image_with_rectangle(), st.integers(8, 64))
+def test_resize_moves_boxes_with_pixels(drawn, size):
+    image, boxes = drawn
+    out, b = resize_smallest(image, boxes, size)
+    assert min(out.shape[:2]) == size
+    assert abs(out.shape[1] / out.shape[0] - image.shape[1] / image.shape[0]) <= 2 / size + 1e-9
+    mask = out[..., 0] > 127
+    if mask.any():  # bilinear blurs edges by up to a pixel
+        np.testing.assert_allclose(pixel_box(mask), b[0], atol=1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(image_with_rectangle(), st.integers(0, 2**31), st.booleans())
+def test_composite_transforms_keep_boxes_on_the_object(drawn, seed, train):
+    image, boxes = drawn
+    h, w = image.shape[:2]
+    crop = (max(1, h * 3 // 4), max(1, w * 3 // 4))
+    sample = {"image": image, "label": 0, "boxes": boxes, "box_labels": np.array([2])}
+    t = TrainTransform(crop, resize=None) if train else EvalTransform(crop, resize=None)
+    x, b, bl = t(sample, np.random.default_rng(seed))
+    assert x.dtype == np.float32 and x.shape == (3, *crop)
+    back = x.transpose(1, 2, 0) * np.array(t.std, np.float32) + np.array(t.mean, np.float32)
+    mask = back[..., 0] > 127
+    if mask.any():
+        assert bl.tolist() == [2]
+        np.testing.assert_array_equal(b[0], pixel_box(mask))
+    else:
+        assert len(b) == len(bl) == 0
+
+
+def test_train_transform_resizes_then_crops_like_the_paper():
+    ds = SyntheticShapes(4, image_size=(300, 400), mode="localization", num_classes=3)
+    t = TrainTransform(crop=231, resize=256)
+    for i in range(len(ds)):
+        x, b, _ = t(ds[i], np.random.default_rng(i))
+        assert x.shape == (3, 231, 231)
+        assert np.all(b >= 0) and np.all(b <= 231)
+    x, _, _ = EvalTransform(crop=221)(ds[0])
+    assert x.shape == (3, 221, 221)
+
+
+def test_normalize_and_mean_std():
+    ds = SyntheticShapes(10, image_size=16, num_classes=3)
+    pixels = np.concatenate([ds[i]["image"].reshape(-1, 3) for i in range(10)]).astype(float)
+    mean, std = compute_mean_std(ds, n=100)
+    np.testing.assert_allclose(mean, pixels.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(std, pixels.std(0), rtol=1e-6)
+    img = ds[0]["image"]
+    x = normalize(img, mean, std)
+    assert x.shape == (3, 16, 16) and x.dtype == np.float32
+    np.testing.assert_allclose(x.transpose(1, 2, 0) * std + mean, img, atol=1e-3)
