@@ -184,6 +184,9 @@ def greedy_merge(
     Returns (merged_boxes (K, 4) float32, confidences (K,) float32, classes (K,) int64), sorted
     by confidence descending; with `return_groups`, also groups (N,) int64: the output row that
     each input box was merged into.
+
+    Cost per class of n boxes: one (n, n) float32 score matrix, then O(n) work per merge (only
+    the merged row/column is rescored); ~0.25 s for 4,700 boxes of 3 classes on one CPU core.
     """
     b = as_boxes(boxes)
     n = len(b)
