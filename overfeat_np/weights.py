@@ -1,0 +1,152 @@
+"""The original OverFeat release's weights (user-supplied: they cannot be shipped with this project).
+
+The release has one file per model: `net_weight_0` (fast, Table 1) and `net_weight_1` (accurate,
+Table 3). Each is raw float32 in the machine's native byte order (little-endian on x86), with
+no header: for every layer in order, its weights W then its biases b. Full layers are stored as
+the convolutions they are at test time (Section 3.3): fast layer 6 is W (3072, 1024, 6, 6),
+later full layers (out, in, 1, 1). Our Linear (3072, 1024*6*6) is that same array reshaped,
+because Flatten is C-order over (C, H, W), so no transposition is ever needed.
+
+    fast:     145,909,792 weights + 11,080 biases = 145,920,872 floats = 583,683,488 bytes
+    accurate: 144,643,872 weights + 12,616 biases = 144,656,488 floats = 578,625,952 bytes
+
+Their preprocessing (`official_preprocess`) is RGB in 0..255, minus 118.380948, divided by
+61.896913: one scalar for all channels, unlike per-channel normalisation. Their 1000 classes are
+in their own order (the release's class-name list), which is not necessarily sorted WordNet ids:
+map through the names, never by index into another list.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import get_array_module
+from .models import OverFeat, accurate_config, describe, fast_config
+
+OFFICIAL_FILES = {"fast": "net_weight_0", "accurate": "net_weight_1"}
+OFFICIAL_SIZES = {"fast": 583_683_488, "accurate": 578_625_952}  # bytes
+OFFICIAL_MEAN, OFFICIAL_STD = 118.380948, 61.896913  # one scalar for R, G and B
+_F32 = np.dtype("=f4")  # native byte order, as the release wrote them
+_MAX_ABS = 1e6  # far above any trained weight; byte-swapped or non-float data exceeds it
+
+
+class OfficialLayer(NamedTuple):
+    """Where one layer lives in an official weight file; offsets in bytes from the start."""
+
+    name: str  # "conv1", ..., "full6"
+    w_offset: int
+    w_shape: tuple  # (out, in, kh, kw); full layers as convolutions
+    b_offset: int
+    b_shape: tuple  # (out,)
+
+
+def layer_offsets(config) -> list:
+    """The byte layout of an official-format file for `config`: W then b of every layer, in order."""
+    layout, offset = [], 0
+    rows = [row for row in describe(config) if row.kind != "pool"]  # at the training size
+    for i, row in enumerate(rows):
+        if row.kind == "conv":
+            kh = kw = config.convs[i].kernel
+        else:  # the first full layer spans the whole pooled map (its input at training size), later ones 1x1
+            kh, kw = row.in_shape[1:]
+        w_shape, b_shape = (row.out_shape[0], row.in_shape[0], kh, kw), (row.out_shape[0],)
+        b_offset = offset + row.weights * _F32.itemsize
+        layout.append(OfficialLayer(row.name, offset, w_shape, b_offset, b_shape))
+        offset = b_offset + row.biases * _F32.itemsize
+    return layout
+
+
+def official_file_size(config) -> int:
+    """Bytes of an official-format file for `config` (583,683,488 for the fast model)."""
+    last = layer_offsets(config)[-1]
+    return last.b_offset + int(np.prod(last.b_shape)) * _F32.itemsize
+
+
+def check_official_size(path, model: str = "fast"):
+    """Raise a clear ValueError unless `path` has exactly the size of the official `model` file;
+    returns the model's config (1000 classes)."""
+    if model not in OFFICIAL_SIZES:
+        raise ValueError(f"unknown official model {model!r}: choose 'fast' ({OFFICIAL_FILES['fast']}) "
+                         f"or 'accurate' ({OFFICIAL_FILES['accurate']})")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no OverFeat weight file at {path!r}; the original release names it "
+                                f"{OFFICIAL_FILES[model]}")
+    size, want = os.path.getsize(path), OFFICIAL_SIZES[model]
+    if size != want:
+        other = next((m for m, s in OFFICIAL_SIZES.items() if s == size), None)
+        hint = (f"this size matches the {other} model's file ({OFFICIAL_FILES[other]}): pass model={other!r}"
+                if other else "it matches neither official file: a truncated download or another file?")
+        raise ValueError(f"{path!r}: expected {want:,} bytes for the {model} model ({OFFICIAL_FILES[model]}), "
+                         f"got {size:,}; {hint}")
+    return fast_config(1000) if model == "fast" else accurate_config(1000)
+
+
+def read_official(path, config, backend: str = "numpy") -> OverFeat:
+    """Build OverFeat(config) and fill it from an official-format file (layout `layer_offsets`).
+
+    Works for any config; the file size must equal `official_file_size(config)`. The file is
+    memory-mapped and each layer copied straight into the model's own arrays.
+    """
+    path = os.fspath(path)
+    want, size = official_file_size(config), os.path.getsize(path)
+    if size != want:
+        raise ValueError(f"{path!r}: expected {want:,} bytes for an official-format {config.name} file "
+                         f"({len(layer_offsets(config))} layers, W then b each), got {size:,}")
+    model = OverFeat(config, backend=backend)
+    keys = list(model.params)
+    pairs = list(zip(keys[0::2], keys[1::2]))  # params are ordered layer by layer, W then b
+    layout = layer_offsets(config)
+    assert len(pairs) == len(layout) and all(w.endswith("W") and b.endswith("b") for w, b in pairs)
+    data = np.memmap(path, dtype=_F32, mode="r")
+    try:
+        params = model.params
+        for (w_key, b_key), layer in zip(pairs, layout):
+            for key, off, shape in ((w_key, layer.w_offset, layer.w_shape), (b_key, layer.b_offset, layer.b_shape)):
+                n = int(np.prod(shape))
+                src = data[off // _F32.itemsize: off // _F32.itemsize + n]
+                biggest = float(np.max(np.abs(src)))
+                if not np.isfinite(biggest) or biggest > _MAX_ABS:
+                    raise ValueError(f"{path!r}: {layer.name} holds values up to {biggest:g}; this is not a "
+                                     "native-endian float32 OverFeat weight file (wrong byte order?)")
+                dst = params[key]
+                dst[...] = get_array_module(dst).asarray(src.reshape(dst.shape))
+    finally:
+        del data  # unmap
+    return model
+
+
+def load_official(path, model: str = "fast", backend: str = "numpy", class_names=None) -> OverFeat:
+    """The original release's `net_weight_0` (model="fast") or `net_weight_1` ("accurate") as an OverFeat.
+
+    class_names: optional path of the release's class list (one name per line, 1000 lines, in
+    their order); stored as `net.class_names` (None otherwise).
+    """
+    config = check_official_size(path, model)
+    net = read_official(path, config, backend=backend)
+    net.class_names = None if class_names is None else read_class_names(class_names, config.num_classes)
+    return net
+
+
+def read_class_names(path, expected: int = 1000) -> list:
+    """Class names, one per non-empty line, in file order; exactly `expected` of them."""
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(names) != expected:
+        raise ValueError(f"{os.fspath(path)!r}: expected {expected} class names (one per line), got {len(names)}")
+    return names
+
+
+def official_preprocess(image):
+    """image (H, W, 3) RGB in 0..255 (uint8 or float) -> (3, H, W) float32, as the release expects:
+    (x - 118.380948) / 61.896913 with one scalar for all channels. Stays on the image's backend."""
+    xp = get_array_module(image)
+    shape = getattr(image, "shape", None)
+    if shape is None or len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"official_preprocess: expected an RGB image (H, W, 3), got shape {shape}; "
+                         "convert grayscale/RGBA with PIL's Image.convert('RGB') first")
+    x = xp.asarray(image).astype(xp.float32).transpose(2, 0, 1)
+    return xp.ascontiguousarray((x - np.float32(OFFICIAL_MEAN)) / np.float32(OFFICIAL_STD))
