@@ -3,6 +3,11 @@
 import logging
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -341,6 +346,50 @@ def test_abandoned_iteration_and_close_leave_no_processes():
     assert multiprocessing.active_children() == []
     assert len(list(loader.batches(0, start_batch=8))) == 2  # usable again after close
     loader.close()
+
+
+INTERRUPTED_SCRIPT = textwrap.dedent("""
+    import signal
+    import time
+    from overfeat_np.data import DataLoader, EvalTransform, SyntheticShapes
+    if __name__ == "__main__":
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+        loader = DataLoader(SyntheticShapes(5000, image_size=96), 8,
+                            EvalTransform(crop=80, resize=None), num_workers=2)
+        for j, batch in enumerate(loader):
+            if j == 0:
+                print(*loader._workers._pool._processes, flush=True)
+            time.sleep(0.02)
+""")
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # zombies wait for init
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_parent_and_workers(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert "KeyboardInterrupt" in err
+    deadline = time.time() + 5
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
 
 
 # -- transforms -----------------------------------------------------------------------------

@@ -10,10 +10,11 @@ exclusive), box_labels int64 (k,); plus `classes` and `num_classes`.
 - DataLoader: NCHW float32 batches, deterministic in (seed, epoch), resumable, worker processes.
 """
 
+from .batch import load_batch
 from .folders import ImageFolderDataset
 from .image_io import CorruptImageError, load_rgb
 from .layout import default_wnids, write_imagenet_layout
-from .loader import DataLoader, load_batch
+from .loader import DataLoader
 from .sample import check_sample, make_sample
 from .synthetic import CLASS_NAMES, SyntheticShapes
 from .transforms import (

@@ -5,8 +5,8 @@ Everything random is a function of (seed, epoch, dataset index): the epoch's ord
 `np.random.default_rng([seed, epoch, index])`. So batches do not depend on `num_workers`, and a
 run stopped after batch b of epoch e resumes exactly with `loader.batches(e, start_batch=b+1)`.
 
-Workers decode and augment whole batches in separate processes, `prefetch` batches per worker
-ahead of the consumer. The dataset and transform must be picklable.
+Workers (workers.py) decode and augment whole batches in separate processes, `prefetch`
+batches per worker ahead of the consumer. The dataset and transform must be picklable.
 """
 
 from __future__ import annotations
@@ -14,63 +14,14 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import multiprocessing
-import signal
 import sys
-import weakref
 
 import numpy as np
 
-from .image_io import CorruptImageError
-from .transforms import normalize
+from .batch import load_batch
+from .workers import WorkerPool
 
 log = logging.getLogger("overfeat_np.data")
-
-# Set in each worker process by _init_worker; tasks then carry only indices.
-_worker_state = None
-
-
-def _init_worker(dataset, transform):
-    global _worker_state
-    # Ctrl-C goes to the whole process group; only the parent should react, then shut us down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_state = (dataset, transform)
-
-
-def _worker_batch(seed, epoch, indices):
-    return load_batch(_worker_state[0], _worker_state[1], seed, epoch, indices)
-
-
-def load_batch(dataset, transform, seed: int, epoch: int, indices) -> dict:
-    """Load and collate dataset[indices] (n,), augmenting sample i with rng [seed, epoch, i].
-
-    Returns a batch dict (see DataLoader) with an extra key `skipped`: [(index, path, reason)]
-    for samples whose image could not be decoded.
-    """
-    xs, labels, boxes, box_labels, kept, skipped = [], [], [], [], [], []
-    for i in indices:
-        i = int(i)
-        try:
-            sample = dataset[i]
-        except CorruptImageError as err:
-            skipped.append((i, err.path, err.reason))
-            continue
-        if transform is None:
-            x, b, bl = normalize(sample["image"], 0.0, 1.0), sample["boxes"], sample["box_labels"]
-        else:
-            x, b, bl = transform(sample, np.random.default_rng([seed, epoch, i]))
-        xs.append(x)
-        labels.append(sample["label"])
-        boxes.append(np.asarray(b, np.float32).reshape(-1, 4))
-        box_labels.append(np.asarray(bl, np.int64).reshape(-1))
-        kept.append(i)
-    shapes = {x.shape for x in xs}
-    if len(shapes) > 1:
-        raise ValueError(f"samples of one batch have different shapes {sorted(shapes)}; use a "
-                         f"transform that crops to a fixed size")
-    x = np.stack(xs).astype(np.float32, copy=False) if xs else np.zeros((0, 3, 0, 0), np.float32)
-    return {"x": x, "labels": np.array(labels, np.int64), "boxes": boxes,
-            "box_labels": box_labels, "indices": np.array(kept, np.int64), "skipped": skipped}
 
 
 def _default_context() -> str:
@@ -78,10 +29,6 @@ def _default_context() -> str:
     if sys.platform.startswith("linux"):
         return "forkserver"
     return "spawn"
-
-
-def _shutdown(pool):
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DataLoader:
@@ -124,8 +71,7 @@ class DataLoader:
         self.mp_context = mp_context or _default_context()
         self.epoch = 0
         self.skipped_paths: list[str] = []
-        self._pool = None
-        self._finalizer = None
+        self._workers = None
 
     @property
     def num_skipped(self) -> int:
@@ -168,21 +114,24 @@ class DataLoader:
         yield from self._batches_from_workers(epoch, todo)
 
     def _batches_from_workers(self, epoch, todo):
-        pool = self._get_pool()
+        if self._workers is None:
+            self._workers = WorkerPool(self.dataset, self.transform, self.num_workers,
+                                       self.num_workers * self.prefetch, self.mp_context)
+        workers = self._workers
         pending = collections.deque()
         queue = iter(todo)
 
         def submit():
             idx = next(queue, None)
             if idx is not None:
-                pending.append(pool.submit(_worker_batch, self.seed, epoch, idx))
+                pending.append(workers.submit(self.seed, epoch, idx))
 
         for _ in range(self.num_workers * self.prefetch):
             submit()
         try:
             while pending:
                 try:
-                    result = pending.popleft().result()
+                    result = workers.receive(pending.popleft())
                 except concurrent.futures.process.BrokenProcessPool as err:
                     self.close()
                     raise RuntimeError("a data loader worker died (out of memory? killed?); "
@@ -194,7 +143,7 @@ class DataLoader:
         finally:
             # Abandoned or interrupted iteration: drop queued work; running tasks just finish.
             for fut in pending:
-                fut.cancel()
+                workers.discard(fut)
 
     def _finish(self, result: dict):
         for index, path, reason in result.pop("skipped"):
@@ -205,22 +154,11 @@ class DataLoader:
             return None
         return result
 
-    def _get_pool(self):
-        if self._pool is None:
-            ctx = multiprocessing.get_context(self.mp_context)
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.num_workers, mp_context=ctx, initializer=_init_worker,
-                initargs=(self.dataset, self.transform))
-            # Shuts workers down when the loader is garbage collected or at interpreter exit.
-            self._finalizer = weakref.finalize(self, _shutdown, self._pool)
-        return self._pool
-
     def close(self) -> None:
         """Stop the worker processes (if any). The loader can be iterated again afterwards."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._pool = None
-        self._finalizer = None
+        if self._workers is not None:
+            self._workers.close()
+        self._workers = None
 
     def __enter__(self):
         return self
