@@ -108,12 +108,12 @@ def read_official(path, config, backend: str = "numpy") -> OverFeat:
             for key, off, shape in ((w_key, layer.w_offset, layer.w_shape), (b_key, layer.b_offset, layer.b_shape)):
                 n = int(np.prod(shape))
                 src = data[off // _F32.itemsize: off // _F32.itemsize + n]
-                biggest = float(np.max(np.abs(src)))
+                dst = params[key]
+                dst[...] = get_array_module(dst).asarray(src.reshape(dst.shape))
+                biggest = max(float(dst.max()), -float(dst.min()))  # two reductions, no |dst| temporary
                 if not np.isfinite(biggest) or biggest > _MAX_ABS:
                     raise ValueError(f"{path!r}: {layer.name} holds values up to {biggest:g}; this is not a "
                                      "native-endian float32 OverFeat weight file (wrong byte order?)")
-                dst = params[key]
-                dst[...] = get_array_module(dst).asarray(src.reshape(dst.shape))
     finally:
         del data  # unmap
     return model
