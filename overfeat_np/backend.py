@@ -27,7 +27,7 @@ class BackendError(RuntimeError):
 
 def _import_cupy():
     try:
-        import cupy  # noqa: PLC0415 - optional dependency, imported only when asked for
+        import cupy  # optional dependency, imported only when asked for
     except ImportError as exc:
         raise BackendError(f"backend='cupy' was requested but CuPy is not installed. {_CUPY_HELP}") from exc
     try:
@@ -66,7 +66,7 @@ def get_array_module(*arrays) -> types.ModuleType:
     for a in arrays:
         mod = type(a).__module__
         if mod.startswith("cupy"):
-            import cupy  # noqa: PLC0415
+            import cupy
 
             return cupy
     return np

@@ -16,7 +16,7 @@ def conv2d_forward(x, W, b, stride: int = 1, pad: int = 0):
 
     x (N, C, H, W), W (F, C, kh, kw), b (F,) -> out (N, F, OH, OW), cache.
     """
-    f, c, kh, kw = W.shape
+    f, _, kh, kw = W.shape
     n = x.shape[0]
     cols, (oh, ow) = im2col(x, kh, kw, stride, pad)  # (C*kh*kw, N*OH*OW)
     out = W.reshape(f, -1) @ cols  # (F, N*OH*OW): one GEMM
@@ -29,7 +29,7 @@ def conv2d_forward(x, W, b, stride: int = 1, pad: int = 0):
 def conv2d_backward(dout, cache, need_dx: bool = True):
     """dout (N, F, OH, OW) -> dx (N, C, H, W) (None if not `need_dx`), dW (F, C, kh, kw), db (F,)."""
     x_shape, W, cols, stride, pad = cache
-    f, c, kh, kw = W.shape
+    f, _, kh, kw = W.shape
     xp = get_array_module(dout)
     d2 = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N*OH*OW)
     dW = (d2 @ cols.T).reshape(W.shape)
@@ -65,22 +65,29 @@ def maxpool_forward(x, k: int, stride: int | None = None):
 def maxpool_backward(dout, cache):
     """dout (N, C, OH, OW) -> dx (N, C, H, W).
 
-    The gradient of each window goes to exactly one element: its first maximum in row-major scan
-    order, so ties never duplicate gradient (it would otherwise be counted once per tied element).
+    Tie rule: the gradient of each window goes to exactly one element, its first maximum in
+    row-major scan order of the window, so tied maxima never receive the gradient twice. Every
+    step writes into preallocated arrays (`out=`): the pass is memory-bound, temporaries cost.
     """
     x, out, k, stride = cache
     xp = get_array_module(dout)
-    dx = xp.zeros_like(x)
     oh, ow = out.shape[2:]
-    taken = xp.zeros(out.shape, dtype=bool)
+    tiles = stride == k and x.shape[2] == k * oh and x.shape[3] == k * ow
+    # When the windows tile the input exactly, every element of dx is written once below.
+    dx = xp.empty_like(x) if tiles else xp.zeros_like(x)
+    hit = xp.empty(out.shape, dtype=bool)
+    taken = None
     for s in _pool_slices(k, stride, oh, ow):
-        hit = x[s] == out
-        hit &= ~taken
-        taken |= hit
-        if stride >= k:  # non-overlapping: each input element belongs to one window
-            dx[s] = xp.where(hit, dout, 0)
+        xp.equal(x[s], out, out=hit)
+        if taken is None:
+            taken = hit.copy()
         else:
-            dx[s] += xp.where(hit, dout, 0)
+            xp.greater(hit, taken, out=hit)  # bools: hit > taken is "a max, and not yet claimed"
+            taken |= hit
+        if stride >= k:  # non-overlapping: each input element belongs to at most one window
+            xp.multiply(dout, hit, out=dx[s])
+        else:
+            dx[s] += dout * hit
     return dx
 
 

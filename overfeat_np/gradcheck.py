@@ -47,14 +47,19 @@ def _rng_layers(layer):
     return found
 
 
-def _float64_copy(layer):
-    layer = copy.deepcopy(layer)
+def _to_float64(layer):
+    """Turn every parameter of `layer` (and of nested Sequentials) into a float64 host array."""
     subs = getattr(layer, "layers", None)
     if subs is not None:
         for sub in subs:
-            sub.params.update({k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in sub.params.items()})
+            _to_float64(sub)
     else:
         layer.params = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in layer.params.items()}
+
+
+def _float64_copy(layer):
+    layer = copy.deepcopy(layer)
+    _to_float64(layer)
     return layer
 
 
@@ -91,6 +96,9 @@ def check_layer_gradients(layer, x, *, train: bool = False, mode: str = "full", 
     dx, grads = layer.backward(g, cache)
     if not np.array_equal(g, g_before):
         raise AssertionError(f"{layer!r}: backward modified the incoming gradient in place")
+    if check_input and dx is None:
+        raise AssertionError(f"{layer!r}: backward returned no input gradient; pass check_input=False "
+                             "for a layer built with need_input_grad=False")
     if set(grads) != set(layer.params):
         raise AssertionError(f"{layer!r}: grads keys {sorted(grads)} != params keys {sorted(layer.params)}")
 

@@ -10,6 +10,8 @@ mean 0, std 1e-2; biases 0) from a seeded generator on the host, so NumPy and Cu
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import functional as F
@@ -24,18 +26,20 @@ def _as_rng(seed):
 
 
 def _check_input(layer, x, ndim: int, channels: int | None = None):
-    """Shape/dtype checks shared by the layers; errors name the layer, expected and actual."""
+    """Shape/dtype checks shared by the layers; errors name the layer, expected and actual shape."""
     shape = getattr(x, "shape", None)
+    want = f"(N, {channels if channels is not None else 'C'}, H, W)" if ndim == 4 else (
+        f"(N, {channels if channels is not None else 'features'})")
     if shape is None or len(shape) != ndim:
-        want = "(N, C, H, W)" if ndim == 4 else "(N, features)"
-        raise ValueError(f"{layer!r}: expected a {ndim}-D input {want}, got shape {shape}")
+        raise ValueError(f"{layer!r}: expected a {ndim}-D input of shape {want}, got shape {shape}")
     if x.dtype.kind != "f":
         raise ValueError(
-            f"{layer!r}: expected a floating-point input (float32), got dtype {x.dtype}; "
-            "convert with x.astype('float32')"
+            f"{layer!r}: expected a floating-point input (float32) of shape {want}, got dtype "
+            f"{x.dtype} with shape {shape}; convert with x.astype('float32')"
         )
     if channels is not None and shape[1] != channels:
-        raise ValueError(f"{layer!r}: expected {channels} input channels/features, got shape {shape}")
+        what = "channels" if ndim == 4 else "features"
+        raise ValueError(f"{layer!r}: expected input shape {want} ({channels} {what}), got shape {shape}")
 
 
 class Layer:
@@ -65,7 +69,7 @@ class Conv2D(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  seed=None, backend="numpy", dtype=np.float32, need_input_grad=True):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+        kh, kw = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = (int(kh), int(kw)), int(stride), int(padding)
         # The first layer's input gradient is never used: skipping it saves one GEMM and col2im.
@@ -82,9 +86,9 @@ class Conv2D(Layer):
                 f"stride={self.stride}, padding={self.padding})")
 
     def output_shape(self, in_shape):
-        c, h, w = in_shape
-        if c != self.in_channels:
-            raise ValueError(f"{self!r}: expected {self.in_channels} input channels, got shape {in_shape}")
+        if len(in_shape) != 3 or in_shape[0] != self.in_channels:
+            raise ValueError(f"{self!r}: expected a sample shape ({self.in_channels}, H, W), got {tuple(in_shape)}")
+        _, h, w = in_shape
         kh, kw = self.kernel_size
         p = self.padding
         if kh > h + 2 * p or kw > w + 2 * p:
@@ -124,7 +128,8 @@ class MaxPool2D(Layer):
         c, h, w = in_shape
         k = self.kernel_size
         if k > h or k > w:
-            raise ValueError(f"{self!r}: window {k}x{k} is larger than the input (shape {in_shape})")
+            raise ValueError(f"{self!r}: window {k}x{k} is larger than the input {h}x{w} "
+                             f"(sample shape {tuple(in_shape)}); use a larger input or a smaller window")
         return (c, conv_outsize(h, k, self.stride, 0), conv_outsize(w, k, self.stride, 0))
 
     def forward(self, x, train=False):
@@ -208,7 +213,7 @@ class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W), C-order (so a following Linear is a CxHxW convolution)."""
 
     def output_shape(self, in_shape):
-        return (int(np.prod(in_shape)),)
+        return (math.prod(in_shape),)
 
     def forward(self, x, train=False):
         return x.reshape(x.shape[0], -1), x.shape

@@ -25,7 +25,7 @@ def softmax_cross_entropy(logits, labels, ignore_index: int = -1):
     c = logits.shape[1]
     labels = xp.asarray(labels)
     valid = labels != ignore_index
-    if bool(((labels < 0) & valid).any()) or bool((labels >= c).any()):
+    if bool((valid & ((labels < 0) | (labels >= c))).any()):
         raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {c}) (or equal ignore_index={ignore_index})")
     z = logits - logits.max(axis=1, keepdims=True)
     e = xp.exp(z)
@@ -34,10 +34,9 @@ def softmax_cross_entropy(logits, labels, ignore_index: int = -1):
     picked = xp.take_along_axis(z, safe[:, None], axis=1)[:, 0]  # (N, ...) logit of the label
     count = max(int(valid.sum()), 1)
     loss = float(((xp.log(s[:, 0]) - picked) * valid).sum()) / count
-    dlogits = e / s
-    onehot_sub = xp.zeros_like(dlogits)
-    xp.put_along_axis(onehot_sub, safe[:, None], 1.0, axis=1)
-    dlogits -= onehot_sub
+    dlogits = e / s  # softmax; d loss / d logits = softmax - onehot(label), per counted entry
+    p_label = xp.take_along_axis(dlogits, safe[:, None], axis=1)
+    xp.put_along_axis(dlogits, safe[:, None], p_label - 1, axis=1)
     dlogits *= (valid[:, None] / count).astype(dlogits.dtype)
     return loss, dlogits
 
@@ -47,7 +46,8 @@ def l2_loss(pred, target, mask=None):
 
     pred, target (N, ...) same shape; mask with the shape of pred's leading axes (e.g. (N,) or
     (N, H, W) for pred (N, H, W, 4)), 1 counts and 0 ignores (windows overlapping the box by less
-    than 50% are not trained on, Section 4). Returns (loss: float, dpred).
+    than 50% are not trained on, Section 4); other non-negative values weight a sample.
+    loss = 0.5 * sum(w * (pred - target)^2) / sum(w). Returns (loss: float, dpred like pred).
     """
     xp = get_array_module(pred)
     if pred.shape != target.shape:
@@ -55,12 +55,16 @@ def l2_loss(pred, target, mask=None):
     diff = pred - target
     if mask is None:
         count = pred.shape[0]
+        weighted = diff
     else:
         if tuple(mask.shape) != tuple(pred.shape[: mask.ndim]):
-            raise ValueError(f"l2_loss: mask shape {mask.shape} must equal pred's leading axes {pred.shape}")
+            raise ValueError(
+                f"l2_loss: mask shape {tuple(mask.shape)} must equal pred's leading axes "
+                f"{tuple(pred.shape[: mask.ndim])} (pred shape {pred.shape})"
+            )
         w = xp.asarray(mask).astype(pred.dtype)
-        diff *= w.reshape(w.shape + (1,) * (pred.ndim - w.ndim))
         count = max(float(w.sum()), 1.0)
-    loss = 0.5 * float((diff * diff).sum()) / count
-    diff *= pred.dtype.type(1.0 / count)
-    return loss, diff
+        weighted = diff * w.reshape(w.shape + (1,) * (pred.ndim - w.ndim))
+    loss = 0.5 * float((weighted * diff).sum()) / count
+    weighted *= pred.dtype.type(1.0 / count)  # our own temporary: scaled in place into dpred
+    return loss, weighted

@@ -1,0 +1,146 @@
+"""Time the fast model's five conv layers (Table 1) against the bare GEMMs they are made of.
+
+A convolution done as im2col + GEMM costs its matrix products plus the memory traffic around them
+(building the columns, col2im, layout changes). The ratio printed here, conv time / GEMM time with
+GEMMs of exactly the same shapes timed in the same run, says how much of that overhead is left:
+1.0 would be free. Target (issue 2): forward+backward within 1.25x of the GEMMs for layers 2-5.
+
+Shapes (batch 16, float32, NCHW): layer 1 input 3x231x231 (11x11, stride 4), layer 2 96x28x28
+(5x5), layers 3-5 256/512/1024 x 12x12 (3x3, pad 1). Layer 2's input is 28x28 (56 pooled by 2);
+Table 1's 24x24 is its conv output. Layer 1 skips its input gradient, as in `OverFeat`, so its
+backward has one GEMM, the others two. MaxPool2D is timed at the three pooled shapes too.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
+    python benchmarks/bench_layers.py --batch 16 --repeat 5 --backend cupy
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from overfeat_np.backend import backend_name, get_backend
+from overfeat_np.im2col import conv_outsize
+from overfeat_np.layers import Conv2D, MaxPool2D
+
+# (name, in_channels, out_channels, kernel, stride, padding, input size, needs dx)
+CONVS = [
+    ("conv1", 3, 96, 11, 4, 0, 231, False),
+    ("conv2", 96, 256, 5, 1, 0, 28, True),
+    ("conv3", 256, 512, 3, 1, 1, 12, True),
+    ("conv4", 512, 1024, 3, 1, 1, 12, True),
+    ("conv5", 1024, 1024, 3, 1, 1, 12, True),
+]
+# (name, channels, input size, window): the three poolings of the fast model.
+POOLS = [("pool1", 96, 56, 2), ("pool2", 256, 24, 2), ("pool5", 1024, 12, 2)]
+
+
+def timer(xp, fn, repeat: int) -> float:
+    """Median wall time of fn() in milliseconds, after one warm-up call (GPU work synchronised)."""
+    sync = xp.cuda.Device().synchronize if backend_name(xp) == "cupy" else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
+    """ms of forward, forward+backward, and of the same-shaped bare GEMMs, for one conv layer."""
+    name, c, f, k, stride, pad, size, need_dx = spec
+    layer = Conv2D(c, f, k, stride, pad, seed=0, backend=backend_name(xp), need_input_grad=need_dx)
+    x = xp.asarray(rng.standard_normal((batch, c, size, size), dtype=np.float32))
+    o = conv_outsize(size, k, stride, pad)
+    dy = xp.asarray(rng.standard_normal((batch, f, o, o), dtype=np.float32))
+
+    def fwd():
+        return layer.forward(x, train=True)
+
+    def fwd_bwd():
+        _, cache = layer.forward(x, train=True)
+        return layer.backward(dy, cache)
+
+    # The same products on contiguous operands: W (F, K) @ cols (K, M); dW = d2 @ cols^T;
+    # dcols = W^T @ d2 (BLAS takes the transposed operands without copying).
+    kk, m = c * k * k, batch * o * o
+    W = xp.asarray(rng.standard_normal((f, kk), dtype=np.float32))
+    cols = xp.asarray(rng.standard_normal((kk, m), dtype=np.float32))
+    d2 = xp.asarray(rng.standard_normal((f, m), dtype=np.float32))
+
+    def gemms():
+        W @ cols
+        d2 @ cols.T
+        if need_dx:
+            W.T @ d2
+
+    t_fwd, t_all = timer(xp, fwd, repeat), timer(xp, fwd_bwd, repeat)
+    t_gemm_fwd, t_gemm = timer(xp, lambda: W @ cols, repeat), timer(xp, gemms, repeat)
+    return {"layer": name, "fwd": t_fwd, "all": t_all, "gemm_fwd": t_gemm_fwd, "gemm": t_gemm,
+            "gflop": 2 * f * kk * m * (3 if need_dx else 2) / 1e9}
+
+
+def bench_pool(xp, spec, batch: int, repeat: int, rng) -> dict:
+    """ms of MaxPool2D forward and forward+backward on a tie-free input."""
+    name, c, size, k = spec
+    layer = MaxPool2D(k)
+    x = xp.asarray(rng.standard_normal((batch, c, size, size), dtype=np.float32))
+    dy = xp.asarray(rng.standard_normal((batch, c, size // k, size // k), dtype=np.float32))
+
+    def fwd_bwd():
+        _, cache = layer.forward(x)
+        return layer.backward(dy, cache)
+
+    mb = x.nbytes / 2**20
+    return {"layer": name, "fwd": timer(xp, lambda: layer.forward(x), repeat),
+            "all": timer(xp, fwd_bwd, repeat), "mb": mb}
+
+
+def blas_info() -> str:
+    """Which BLAS library and kernel NumPy runs (threadpoolctl when installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        cfg = np.show_config(mode="dicts") if "mode" in np.show_config.__code__.co_varnames else {}
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (install threadpoolctl for the kernel)"
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+                     f"threads={i.get('num_threads')}" for i in threadpool_info()
+                     if i.get("user_api") == "blas")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--layers", default="1,2,3,4,5", help="which conv layers, e.g. 2,5")
+    args = ap.parse_args(argv)
+    xp = get_backend(args.backend)
+    rng = np.random.default_rng(0)
+    print(f"backend={args.backend} batch={args.batch} repeat={args.repeat} float32")
+    if args.backend == "numpy":
+        print(f"BLAS: {blas_info()}")
+    wanted = {int(i) for i in args.layers.split(",")}
+    print(f"{'layer':6} {'fwd ms':>9} {'GEMM ms':>9} {'ratio':>6} | {'fwd+bwd ms':>10} "
+          f"{'GEMMs ms':>9} {'ratio':>6} {'GFLOP/s':>8}")
+    for i, spec in enumerate(CONVS, 1):
+        if i not in wanted:
+            continue
+        r = bench_conv(xp, spec, args.batch, args.repeat, rng)
+        print(f"{r['layer']:6} {r['fwd']:9.1f} {r['gemm_fwd']:9.1f} {r['fwd'] / r['gemm_fwd']:6.2f} | "
+              f"{r['all']:10.1f} {r['gemm']:9.1f} {r['all'] / r['gemm']:6.2f} "
+              f"{r['gflop'] / r['all'] * 1e3:8.1f}")
+    print(f"{'pool':6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'input MB':>9}")
+    for spec in POOLS:
+        r = bench_pool(xp, spec, args.batch, args.repeat, rng)
+        print(f"{r['layer']:6} {r['fwd']:9.2f} {r['all']:11.2f} {r['mb']:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
