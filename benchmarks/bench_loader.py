@@ -5,7 +5,10 @@
     side 256, randomly cropped to 231x231 and flipped, as in Section 3 of the paper.
 
 Usage: python benchmarks/bench_loader.py [--images 500] [--workers 0 1 2] [--batch-size 32]
-Worker start-up time is reported separately and not counted in the throughput.
+                                        [--step-ms 0]
+Worker start-up time is reported separately and not counted in the throughput. --step-ms makes
+the consumer sleep that long per batch, standing in for a training step on a GPU: with workers
+the loading then overlaps it, without them it adds to it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from overfeat_np.data import (
 )
 
 
-def measure(dataset, transform, batch_size, num_workers, epochs):
+def measure(dataset, transform, batch_size, num_workers, epochs, step_s=0.0):
     """(start-up seconds, images/s over `epochs` full epochs) for one loader configuration."""
     with DataLoader(dataset, batch_size, transform, num_workers=num_workers, seed=0) as loader:
         t0 = time.perf_counter()
@@ -36,6 +39,7 @@ def measure(dataset, transform, batch_size, num_workers, epochs):
         for epoch in range(1, epochs + 1):
             for batch in loader.batches(epoch):
                 images += len(batch["indices"])
+                time.sleep(step_s)
         return startup, images / (time.perf_counter() - t0)
 
 
@@ -48,6 +52,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per configuration")
+    p.add_argument("--step-ms", type=float, default=0.0,
+                   help="simulated training step per batch (sleep), overlapped by workers")
     args = p.parse_args(argv)
 
     rows = []
@@ -55,7 +61,7 @@ def main(argv=None):
     for w in args.workers:
         rows.append(("synthetic 64x64 -> crop 56", w,
                      *measure(synth, TrainTransform(56, resize=None), args.batch_size, w,
-                              args.epochs)))
+                              args.epochs, args.step_ms / 1e3)))
 
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
@@ -70,9 +76,11 @@ def main(argv=None):
         name = f"JPEG {args.height}x{args.width} -> 256 -> crop 231"
         for w in args.workers:
             rows.append((name, w, *measure(folder, TrainTransform(231, resize=256),
-                                           args.batch_size, w, args.epochs)))
+                                           args.batch_size, w, args.epochs,
+                                           args.step_ms / 1e3)))
 
-    print(f"\nbatch size {args.batch_size}, {os.cpu_count()} CPUs\n")
+    print(f"\nbatch size {args.batch_size}, simulated step {args.step_ms:g} ms, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
     print(f"| {'dataset':<36} | workers | start-up s | images/s |")
     print(f"|{'-' * 38}|---------|------------|----------|")
     for name, w, startup, rate in rows:
