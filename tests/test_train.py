@@ -1,0 +1,228 @@
+"""Training loop, checkpoints and resume: exactness, atomicity, clear errors, and that it learns."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from overfeat_np.backend import to_numpy
+from overfeat_np.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from overfeat_np.data import DataLoader, SyntheticShapes
+from overfeat_np.models import overfeat_small
+from overfeat_np.optim import SGD, StepSchedule
+from overfeat_np.train import TrainConfig, build_model, default_transforms, evaluate, train
+
+SYNTH_TF = default_transforms(64, resize=None)  # 72x72 synthetic images, random 64x64 crops
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def _tiny_run(out_dir, **kw):
+    cfg = {"model": "small", "width": 0.5, "epochs": 2, "batch_size": 16, "lr": 0.05, "milestones": (1,),
+           "seed": 3, "out_dir": str(out_dir), "progress": False, "plots": False, "log_every": 1,
+           "checkpoint_every": 4}
+    return TrainConfig(**{**cfg, **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return (SyntheticShapes(96, image_size=72, seed=0, cache=True),
+            SyntheticShapes(24, image_size=72, seed=1, cache=True))
+
+
+def _weights(model):
+    return {k: to_numpy(v).copy() for k, v in model.params.items()}
+
+
+def _log_without_timing(path):
+    with open(path) as f:
+        recs = [json.loads(line) for line in f]
+    for r in recs:
+        r.pop("images_per_s")
+    return recs
+
+
+@pytest.mark.parametrize("kill_at", [5, 10])  # mid first epoch; mid second epoch (after the lr drop)
+def test_resume_after_kill_is_bit_identical(tmp_path, tiny_data, kill_at):
+    train_set, val_set = tiny_data
+    ref = train(_tiny_run(tmp_path / "ref"), train_set, val_set, transforms=SYNTH_TF)
+    assert ref.finished and ref.global_step == 12
+
+    def kill(record):
+        if record["global_step"] == kill_at:
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):
+        train(_tiny_run(tmp_path / "run"), train_set, val_set, transforms=SYNTH_TF, on_step=kill)
+    ckpt = load_checkpoint(tmp_path / "run" / "latest.npz")
+    assert ckpt["state"]["global_step"] == (kill_at // 4) * 4  # the steps after it are lost
+    resumed = train(_tiny_run(tmp_path / "run"), train_set, val_set, transforms=SYNTH_TF, resume=True)
+
+    assert resumed.finished and resumed.global_step == 12
+    a, b = _weights(ref.model), _weights(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # The log of the resumed run has no duplicate or missing record either.
+    assert _log_without_timing(tmp_path / "ref" / "log.jsonl") == _log_without_timing(tmp_path / "run" / "log.jsonl")
+    # Different from the starting point (so equality above is not vacuous).
+    fresh = build_model(_tiny_run(tmp_path), train_set.num_classes)
+    assert not np.array_equal(to_numpy(fresh.params["features.0.W"]), a["features.0.W"])
+
+
+def test_checkpoint_round_trip_restores_every_state(tmp_path):
+    model = overfeat_small(num_classes=4, width=0.25, seed=1)
+    opt = SGD(model.params, lr=0.1, momentum=0.6)
+    sched = StepSchedule(0.1, (2, 4), 0.5)
+    rng = np.random.default_rng(0)
+    grads = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in model.params.items()}
+    opt.step(grads)
+    opt.step(grads)
+    for layer in model.dropout_layers:
+        layer.rng.random(7)  # advance, so restoring must really set the state
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, model, opt, sched, {"epoch": 3, "batch": 5, "global_step": 29}, {"lr": 0.1},
+                    classes=["a", "b", "c", "d"])
+    expect_draws = [layer.rng.random(3) for layer in model.dropout_layers]
+
+    other = overfeat_small(num_classes=4, width=0.25, seed=2)
+    opt2, sched2 = SGD(other.params, lr=1.0), StepSchedule(1.0, (9,), 0.1)
+    ckpt = load_checkpoint(path)
+    restore_checkpoint(ckpt, other, opt2, sched2)
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, other.params[k])
+        np.testing.assert_array_equal(opt.velocity[k], opt2.velocity[k])
+    assert (opt2.lr, opt2.momentum) == (0.1, 0.6)
+    assert sched2.lr_at(3) == sched.lr_at(3) == 0.05
+    for layer, want in zip(other.dropout_layers, expect_draws):
+        np.testing.assert_array_equal(layer.rng.random(3), want)
+    assert ckpt["state"] == {"epoch": 3, "batch": 5, "global_step": 29}
+    assert ckpt["classes"] == ["a", "b", "c", "d"] and ckpt["train_config"] == {"lr": 0.1}
+    # The optimizer keeps updating the model's own arrays after a restore (copied in place).
+    before = other.params["features.0.W"].copy()
+    opt2.step(grads)
+    assert not np.array_equal(before, other.params["features.0.W"])
+
+
+def test_failed_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    path = tmp_path / "latest.npz"
+    save_checkpoint(path, model, state={"epoch": 1, "batch": 0, "global_step": 10})
+    good = {k: v.copy() for k, v in model.params.items()}
+    for v in model.params.values():
+        v += 1.0  # the next save would hold different weights
+
+    real = np.lib.format.write_array
+    calls = []
+
+    def crash_midway(*args, **kwargs):  # dies after part of the archive has been written
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", crash_midway)
+    with pytest.raises(OSError, match="simulated"):
+        save_checkpoint(path, model, state={"epoch": 2, "batch": 0, "global_step": 20})
+    monkeypatch.undo()
+    ckpt = load_checkpoint(path)
+    assert ckpt["state"]["global_step"] == 10
+    for k, v in good.items():
+        np.testing.assert_array_equal(ckpt["params"][k], v)
+    assert os.listdir(tmp_path) == ["latest.npz"]  # no temporary file left behind
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, overfeat_small(num_classes=6, width=0.5))
+    with pytest.raises(ValueError, match="another architecture"):
+        restore_checkpoint(load_checkpoint(path), overfeat_small(num_classes=6, width=0.25))
+    with pytest.raises(ValueError, match="another architecture"):
+        restore_checkpoint(load_checkpoint(path), overfeat_small(num_classes=5, width=0.5))
+    assert model_from_checkpoint(path).config.convs[0].out_channels == 8
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.npz")
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path, tiny_data):
+    train_set, _ = tiny_data
+    train(_tiny_run(tmp_path, max_steps=2), train_set)
+    with pytest.raises(ValueError, match="another architecture"):
+        train(_tiny_run(tmp_path, width=0.25), train_set, resume=True)
+
+
+def test_max_steps_stops_with_a_checkpoint(tmp_path, tiny_data):
+    train_set, _ = tiny_data
+    h = train(_tiny_run(tmp_path, max_steps=3, checkpoint_every=0), train_set)
+    assert not h.finished and h.global_step == 3
+    assert load_checkpoint(tmp_path / "latest.npz")["state"]["global_step"] == 3
+
+
+def test_evaluate_matches_direct_computation(tiny_data):
+    _, val_set = tiny_data
+    model = overfeat_small(num_classes=6, width=0.5, seed=4)
+    loader = DataLoader(val_set, 10, SYNTH_TF[1], shuffle=False, drop_last=False)
+    res = evaluate(model, loader)
+    x = np.stack([SYNTH_TF[1](val_set[i])[0] for i in range(len(val_set))])
+    y = np.array([val_set[i]["label"] for i in range(len(val_set))])
+    logits, _ = model.forward(x)
+    order = np.argsort(-logits, axis=1)
+    assert res["count"] == len(val_set)
+    assert res["top1"] == pytest.approx(np.mean(order[:, 0] == y))
+    assert res["top5"] == pytest.approx(np.mean((order[:, :5] == y[:, None]).any(axis=1)))
+    z = logits - logits.max(1, keepdims=True)
+    ce = np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]
+    assert res["loss"] == pytest.approx(ce.mean(), rel=1e-5)
+
+
+def test_he_init_scale():
+    model = build_model(TrainConfig(model="small", seed=0), num_classes=6)
+    for key, w in model.params.items():
+        if key.endswith(".W"):
+            want = np.sqrt(2.0 / np.prod(w.shape[1:]))
+            assert w.std() == pytest.approx(want, rel=0.15), key
+    paper = build_model(TrainConfig(model="small", init="paper"), num_classes=6)
+    assert paper.params["features.0.W"].std() == pytest.approx(1e-2, rel=0.15)  # Section 3
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="one of"):
+        TrainConfig(model="resnet")
+    with pytest.raises(ValueError, match="small model only"):
+        TrainConfig(model="fast", input_size=96)
+
+
+def test_small_model_learns_synthetic_shapes(tmp_path):
+    """End to end: 200 SGD steps lift held-out top-1 from chance (1/6) to at least 80%."""
+    train_set = SyntheticShapes(1600, image_size=72, seed=0, cache=True)
+    val_set = SyntheticShapes(300, image_size=72, seed=1, cache=True)
+    cfg = TrainConfig(model="small", epochs=4, batch_size=32, lr=0.05, milestones=(3,),
+                      out_dir=str(tmp_path), progress=False, log_every=10)
+    h = train(cfg, train_set, val_set, transforms=SYNTH_TF)
+    assert h.global_step == 200
+    assert h.epochs[-1]["val_top1"] >= 0.80, h.epochs
+    assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+    for name in ("log.jsonl", "latest.npz", "weights.npz", "curves.png", "filters.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_train_on_gpu_matches_numpy(tmp_path, tiny_data, backend):
+    """The same run on CuPy and NumPy ends close (float32 GEMMs differ in summation order)."""
+    train_set, _ = tiny_data
+    runs = {}
+    for b in ("numpy", backend):
+        h = train(_tiny_run(tmp_path / b, backend=b, max_steps=6, eval_every=0), train_set, transforms=SYNTH_TF)
+        runs[b] = _weights(h.model)
+    for k in runs["numpy"]:
+        np.testing.assert_allclose(runs[backend][k], runs["numpy"][k], rtol=1e-3, atol=1e-5, err_msg=k)
