@@ -28,6 +28,7 @@ training crop unused, like `small_config` at 64, can otherwise produce one more 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .backend import get_array_module
 from .im2col import conv_outsize
@@ -275,3 +276,26 @@ def map_shapes(config, input_hw, fine_stride: bool = True) -> dict:
     return {"input": tuple(int(v) for v in input_hw), "unpooled": (uh, uw),
             "offsets": (k, k) if fine_stride else (1, 1), "pooled": pooled, "pre_reshape": pre,
             "final": (min(full[0], qh), min(full[1], qw)), "stride": output_stride(config, fine_stride)}
+
+
+def dense_macs(config, input_hw, fine_stride: bool = True) -> int:
+    """Multiply-adds of `dense_forward` on one (H, W) image, from shapes alone (convs and head).
+
+    At the training size this is Table 4's "connections" count (about 2.80 G fast, 5.36 G accurate).
+    """
+    h, w = (int(v) for v in input_hw)
+    c, total = config.in_channels, 0
+    for i, spec in enumerate(config.convs):
+        h = conv_outsize(h, spec.kernel, spec.stride, spec.padding)
+        w = conv_outsize(w, spec.kernel, spec.stride, spec.padding)
+        total += h * w * spec.out_channels * c * spec.kernel ** 2
+        c = spec.out_channels
+        if spec.pool and i < len(config.convs) - 1:
+            h, w = h // spec.pool, w // spec.pool
+    shapes = map_shapes(config, input_hw, fine_stride)
+    k = config.convs[-1].pool
+    f = _unpooled_hw(config, (config.input_size,) * 2)[0] // k
+    widths = (*config.hidden, config.num_classes)
+    per_position = c * f * f * widths[0] + sum(a * b for a, b in pairwise(widths))
+    positions = sum(max(ph, 0) * max(pw, 0) for ph, pw in shapes["pre_reshape"].values())
+    return total + positions * per_position
