@@ -189,6 +189,7 @@ def cmd_train(args):
         if not os.path.isfile(path):
             raise CLIError(f"cannot resume: no checkpoint at {path}")
         base = load_checkpoint(path)["train_config"] or {}
+        base.pop("max_steps", None)  # a stop request of the earlier invocation, not of this one
         args.resume = path
     cfg = TrainConfig.from_dict({**base, **given, "backend": args.backend, "out_dir": args.out,
                                  "seed": args.seed, "workers": args.workers,
@@ -254,16 +255,22 @@ def cmd_classify(args):
 
 
 # --- features --------------------------------------------------------------------------------
+def _check_layer(model, layer: int) -> int:
+    """Raise unless 1 <= layer <= number of layers; returns the number of conv layers."""
+    n_conv, n_full = len(model.config.convs), len(model.config.hidden) + 1
+    if not 1 <= layer <= n_conv + n_full:
+        raise CLIError(f"--layer must be in 1..{n_conv + n_full} for the {model.config.name} model "
+                       f"({n_conv} conv + {n_full} full layers), got {layer}")
+    return n_conv
+
+
 def forward_to_layer(model, x, layer: int):
     """Output of the paper's layer `layer` (1-based, Tables 1/3) for x (N, 3, H, W).
 
     Conv layers end after their ReLU and max pooling (if any); hidden full layers after their
     ReLU; the last layer gives the class scores. Full layers need H = W = input_size.
     """
-    n_conv, n_full = len(model.config.convs), len(model.config.hidden) + 1
-    if not 1 <= layer <= n_conv + n_full:
-        raise CLIError(f"--layer must be in 1..{n_conv + n_full} for the {model.config.name} model "
-                       f"({n_conv} conv + {n_full} full layers), got {layer}")
+    n_conv = _check_layer(model, layer)
     done = 0
     for lyr in model.features.layers:
         if isinstance(lyr, Conv2D):
@@ -299,6 +306,7 @@ def _features_args(p):
 @command("features", "save one layer's output for each image as .npy", _features_args)
 def cmd_features(args):
     model, _ = _load_model(args)
+    _check_layer(model, args.layer)
     os.makedirs(args.out, exist_ok=True)
     for path, image in zip(args.images, _read_images(args.images)):
         if args.no_crop:

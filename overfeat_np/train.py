@@ -250,6 +250,8 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
         os.remove(log_path)  # a fresh run in an old folder starts a fresh log
 
     history = History(model=model, global_step=step, out_dir=out)
+    if config.max_steps is not None and step >= config.max_steps:
+        return history  # resumed at or past the requested stop: nothing to do
     if log_path and os.path.exists(log_path):
         for r in read_log(log_path):
             (history.epochs if r["kind"] == "epoch" else history.steps).append(r)

@@ -1,0 +1,141 @@
+"""The overfeat-np command line, driven through main([...]) on a tiny ImageNet-layout tree."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import GPU
+
+from overfeat_np.checkpoint import load_checkpoint
+from overfeat_np.cli import COMMANDS, main
+from overfeat_np.data import SyntheticShapes, write_imagenet_layout
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A 3-class ImageNet tree (train/<wnid>/, flat val/ with LOC_val_solution.csv) and a run on it."""
+    root = tmp_path_factory.mktemp("imagenet")
+    write_imagenet_layout(root, SyntheticShapes(30, image_size=72, num_classes=3, seed=0), "train")
+    write_imagenet_layout(root, SyntheticShapes(12, image_size=72, num_classes=3, seed=1), "val")
+    out = root / "run"
+    rc = main(["train", "--data", str(root), "--model", "small", "--width", "0.25", "--epochs", "2",
+               "--batch-size", "8", "--lr", "0.02", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return root, out
+
+
+def test_train_writes_run_folder(tree):
+    _, out = tree
+    for name in ("latest.npz", "weights.npz", "log.jsonl", "curves.png", "filters.png"):
+        assert (out / name).stat().st_size > 0, name
+    ckpt = load_checkpoint(out / "latest.npz")
+    assert ckpt["state"] == {"epoch": 2, "batch": 0, "global_step": 6,
+                             "sums": {"loss": 0.0, "correct": 0, "seen": 0}}
+    assert ckpt["classes"] == SyntheticShapes(1, num_classes=3).classes  # names from the mapping file
+    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
+    assert all("val_top1" in r for r in epochs if r["kind"] == "epoch")
+
+
+def test_resume_continues_to_the_same_step_count(tree, tmp_path, capsys):
+    root, _ = tree
+    args = ["train", "--data", str(root), "--model", "small", "--width", "0.25", "--epochs", "2",
+            "--batch-size", "8", "--out", str(tmp_path), "--no-progress"]
+    assert main([*args, "--max-steps", "4"]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    assert main(["train", "--data", str(root), "--out", str(tmp_path), "--resume", "--no-progress"]) == 0
+    assert "trained 6 steps" in capsys.readouterr().out
+
+
+def test_evaluate_prints_top1_top5(tree, capsys):
+    root, out = tree
+    assert main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--data", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "12 images" in text and "top-1 accuracy" in text and "top-5 accuracy 1.0000" in text  # 3 classes
+    assert main(["evaluate", "--weights", str(out / "weights.npz"), "--data", str(root)]) == 0
+    assert capsys.readouterr().out.split(":")[1] == text.split(":")[1]  # same weights, same numbers
+
+
+def test_classify_and_features_agree(tree, tmp_path, capsys):
+    root, out = tree
+    images = sorted(str(p) for p in (root / "val").glob("*.JPEG"))[:2]
+    ckpt = str(out / "latest.npz")
+    assert main(["classify", *images, "--checkpoint", ckpt, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(im) for line, im in zip(lines, images))
+
+    # Layer 8 of the small model (5 conv + 3 full) is the class scores: softmax = classify's.
+    assert main(["features", *images, "--checkpoint", ckpt, "--layer", "8", "--out", str(tmp_path)]) == 0
+    assert main(["features", *images, "--checkpoint", ckpt, "--layer", "5", "--out", str(tmp_path)]) == 0
+    names = SyntheticShapes(1, num_classes=3).classes
+    model_pooled = load_checkpoint(ckpt)["model_config"]
+    for line, im in zip(lines, images):
+        stem = im.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        scores = np.load(tmp_path / f"{stem}.layer8.npy")
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        best = int(np.argmax(p))
+        assert line.split(": ")[1].startswith(f"{names[best]} {p[best]:.3f}")
+        pooled = np.load(tmp_path / f"{stem}.layer5.npy")
+        assert pooled.shape == (model_pooled.convs[-1].out_channels, 3, 3)  # 64 input, stride 16 -> 3x3
+        assert pooled.min() >= 0  # after ReLU and max pooling
+
+
+def test_features_dense_maps_over_the_whole_image(tree, tmp_path):
+    root, out = tree
+    image = min(str(p) for p in (root / "val").glob("*.JPEG"))
+    assert main(["features", image, "--checkpoint", str(out / "latest.npz"), "--layer", "5",
+                 "--no-crop", "--resize", "96", "--out", str(tmp_path)]) == 0
+    (f,) = tmp_path.glob("*.npy")
+    assert np.load(f).shape[1:] == (5, 5)  # 96 = 64 + 2 * 16: two more positions per axis
+
+
+def test_demo_quick(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    for name in ("curves.png", "filters.png", "predictions.png", "latest.npz", "summary.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["classification"]["val_top1"] >= 0.5  # 60 steps; chance is 1/6
+    assert "validation top-1" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(GPU, reason="checks the message shown when CuPy or a GPU is missing")
+def test_cupy_without_gpu_is_a_clean_error(tmp_path, capsys):
+    for cmd in COMMANDS:
+        extra = {"train": ["--synthetic", "16"], "evaluate": ["--weights", "w", "--synthetic", "8"],
+                 "classify": ["x.png", "--weights", "w"], "features": ["x.png", "--weights", "w", "--layer", "1"],
+                 "demo": ["--out", str(tmp_path)]}[cmd] if cmd in ("train", "evaluate", "classify", "features",
+                                                                     "demo") else []
+        assert main([cmd, *extra, "--backend", "cupy"]) == 1, cmd
+        err = capsys.readouterr().err
+        assert "backend='cupy'" in err and "Traceback" not in err, cmd
+    assert not list(tmp_path.iterdir())  # failed before doing any work
+
+
+def test_missing_inputs_are_clean_errors(tmp_path, tree, capsys):
+    _, out = tree
+    cases = [
+        (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], "does not exist"),
+        (["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")], "does not exist"),  # no train/
+        (["train", "--synthetic", "16", "--out", str(tmp_path / "o"), "--resume"], "cannot resume"),
+        (["classify", str(tmp_path / "no.png"), "--checkpoint", str(out / "latest.npz")], "does not exist"),
+        (["classify", str(tmp_path / "no.png"), "--checkpoint", str(tmp_path / "c.npz")], "no checkpoint"),
+        (["evaluate", "--weights", str(out / "latest.npz"), "--synthetic", "8"], "not an overfeat-np weights"),
+        (["features", "a.png", "--checkpoint", str(out / "latest.npz"), "--layer", "9"], "--layer must be in 1..8"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert main(["train"]) == 2  # usage error from argparse: --data or --synthetic is required
+    assert main(["classify", "x.png", "--weights", "w", "--backend", "tpu"]) == 2
+
+
+def test_python_dash_m_runs_the_cli():
+    res = subprocess.run([sys.executable, "-m", "overfeat_np", "--help"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0
+    for name in ("train", "evaluate", "classify", "features", "demo"):
+        assert name in res.stdout
