@@ -58,6 +58,7 @@ class WindowSet:
     labels: object  # (S,) int64: the box's class (PCR trains only these outputs)
     image_ids: np.ndarray  # (S,) host: index into the data set
     scale_ids: np.ndarray  # (S,) host: index into `scales`
+    positions: np.ndarray  # (S, 2) host: (row, column) of the window in that scale's output map
     num_images: int = 0
     scales: tuple = ()
     seconds: float = 0.0  # time spent computing features
@@ -71,7 +72,7 @@ class WindowSet:
         xp = get_array_module(self.patches)
         k = xp.asarray(np.flatnonzero(keep))
         return WindowSet(self.patches[k], self.targets[k], self.labels[k], self.image_ids[keep],
-                         self.scale_ids[keep], self.num_images, self.scales, self.seconds)
+                         self.scale_ids[keep], self.positions[keep], self.num_images, self.scales, self.seconds)
 
 
 def _scaled_sample(sample, hw):
@@ -93,7 +94,8 @@ def _gather_patches(pooled, b, i, j, f):
 
 
 def _windows_of_batch(model, images, boxes, labels, fine_stride, min_overlap, mean, std):
-    """Patches, targets, labels, image index of every trained window of equal-size images."""
+    """[(patches, targets, labels, image index, position)] of the trained windows of equal-size
+    images, one entry per pooling offset."""
     config, xp = model.config, model.xp
     k = model.pool.kernel_size
     f = model.pooled_shape[1]
@@ -115,7 +117,7 @@ def _windows_of_batch(model, images, boxes, labels, fine_stride, min_overlap, me
         b, i, j = np.nonzero(sub)
         pooled = offset_pool(unpooled, k, dx, dy)
         out.append((_gather_patches(pooled, b, i, j, f), targets[:, dy::step, dx::step][b, i, j],
-                    cls[:, dy::step, dx::step][b, i, j], b))
+                    cls[:, dy::step, dx::step][b, i, j], b, np.stack([i * step + dy, j * step + dx], axis=1)))
     return out
 
 
@@ -134,7 +136,7 @@ def window_samples(model, dataset, scales, fine_stride: bool = True, min_overlap
     scales = tuple(tuple(int(v) for v in s) for s in scales)
     if not scales:
         raise ValueError("window_samples: give at least one scale (H, W)")
-    parts, ids, sids = [], [], []
+    parts, ids, sids, pos = [], [], [], []
     n = len(dataset)
     it = range(0, n, batch_size)
     if progress:
@@ -149,11 +151,12 @@ def window_samples(model, dataset, scales, fine_stride: bool = True, min_overlap
                 groups.setdefault(img.shape, []).append((start + idx, img, bx, lb))
             for members in groups.values():
                 index = np.array([m[0] for m in members])
-                for p, t, c, b in _windows_of_batch(model, [m[1] for m in members], [m[2] for m in members],
+                for p, t, c, b, q in _windows_of_batch(model, [m[1] for m in members], [m[2] for m in members],
                                                     [m[3] for m in members], fine_stride, min_overlap, mean, std):
                     parts.append((p, t, c))
                     ids.append(index[b])
                     sids.append(np.full(len(b), si))
+                    pos.append(q)
     c, f = model.pooled_shape[0], model.pooled_shape[1]
     if not parts:
         raise ValueError(f"window_samples: no window sees >= {min_overlap:.0%} of a box in {n} images at scales "
@@ -163,7 +166,7 @@ def window_samples(model, dataset, scales, fine_stride: bool = True, min_overlap
     targets = xp.asarray(np.concatenate([p[1] for p in parts]).astype(np.float32))
     labels = xp.asarray(np.concatenate([p[2] for p in parts]).astype(np.int64))
     assert patches.shape[1:] == (c, f, f)
-    return WindowSet(patches, targets, labels, np.concatenate(ids), np.concatenate(sids), n, scales,
+    return WindowSet(patches, targets, labels, np.concatenate(ids), np.concatenate(sids), np.concatenate(pos), n, scales,
                      time.perf_counter() - t0)
 
 
