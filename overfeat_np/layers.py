@@ -139,6 +139,7 @@ class MaxPool2D(Layer):
         return F.maxpool_forward(x, self.kernel_size, self.stride)
 
     def backward(self, dy, cache):
+        """dy (N, C, OH, OW) -> dx (N, C, H, W), {}."""
         return F.maxpool_backward(dy, cache), {}
 
 
@@ -146,9 +147,11 @@ class ReLU(Layer):
     """max(x, 0), any shape."""
 
     def forward(self, x, train=False):
+        """x (any shape) -> y (same shape)."""
         return F.relu_forward(x)
 
     def backward(self, dy, cache):
+        """dy -> dx (same shape), {}."""
         return F.relu_backward(dy, cache), {}
 
 
@@ -168,12 +171,14 @@ class Dropout(Layer):
         return f"Dropout(p={self.p})"
 
     def forward(self, x, train=False):
+        """x (any shape) -> y (same shape); draws a new mask from `self.rng` when training."""
         if not train or self.p == 0.0:
             return x, None
         mask = F.dropout_mask(x.shape, self.p, self.rng, get_array_module(x), x.dtype)
         return x * mask, mask
 
     def backward(self, dy, cache):
+        """dy -> dx = dy * mask (the forward's mask), {}."""
         return (dy if cache is None else dy * cache), {}
 
 
@@ -205,6 +210,7 @@ class Linear(Layer):
         return F.linear_forward(x, self.params["W"], self.params["b"])
 
     def backward(self, dy, cache):
+        """dy (N, out) -> dx (N, in) or None, {"W", "b"}."""
         dx, dW, db = F.linear_backward(dy, cache, self.need_input_grad)
         return dx, {"W": dW, "b": db}
 
@@ -216,9 +222,11 @@ class Flatten(Layer):
         return (math.prod(in_shape),)
 
     def forward(self, x, train=False):
+        """x (N, C, H, W) -> (N, C*H*W)."""
         return x.reshape(x.shape[0], -1), x.shape
 
     def backward(self, dy, cache):
+        """dy (N, C*H*W) -> dx (N, C, H, W), {}."""
         return dy.reshape(cache), {}
 
 
@@ -263,6 +271,7 @@ class Sequential(Layer):
         return in_shape
 
     def forward(self, x, train=False):
+        """x -> (output of the last layer, list of the layers' caches)."""
         caches = []
         for layer in self.layers:
             x, cache = layer.forward(x, train=train)
@@ -270,6 +279,7 @@ class Sequential(Layer):
         return x, caches
 
     def backward(self, dy, cache):
+        """dy -> (dx or None, flat grads "i.key"), running the layers' backward in reverse."""
         grads = {}
         for i in range(len(self.layers) - 1, -1, -1):
             dy, g = self.layers[i].backward(dy, cache[i])
