@@ -1,0 +1,189 @@
+"""Detection: dense multi-scale class maps -> boxes -> greedy merge per class (Section 5).
+
+Sermanet et al. (ICLR 2014), Section 5 with the machinery of Sections 3.3 and 4.3. The detector
+is the classifier with one more output, background (the last index; training in
+`detect_train`). At test time, for every scale:
+
+1. the image is resized to the scale and run densely at fine stride (`dense.dense_forward`);
+   a softmax over the C + 1 outputs gives each location a probability per class;
+2. every (location, object class) whose probability is >= `score_threshold` becomes a candidate
+   box: the box the regressor predicts at that location (issue 5, `regressor`), or the location's
+   window when there is no regressor, mapped back to the original image;
+3. the candidates of all scales go through `merge.greedy_merge` class by class; a merged
+   detection's score is the sum of its members' probabilities (the paper's confidence: coherent
+   boxes reinforce each other, an isolated false positive stays weak).
+
+Background is never reported, and an image where no location passes the threshold gets no
+detection at all. What changes from localization (Section 4): localization always returns its
+top-5 guesses and considers only the top classes of each scale; detection reports any number
+of objects, of all classes, and relies on the background class to say "nothing here".
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import to_numpy
+from .dense import dense_forward, output_windows
+from .detect_train import background_index
+from .merge import DEFAULT_MERGE_T, greedy_merge
+from .metrics import Detections, mean_average_precision, precision_recall_curve
+from .multiscale import resize, softmax, to_input
+
+
+class Detection(NamedTuple):
+    """One detected object in original image pixels."""
+
+    cls: int  # object class (never background)
+    score: float  # sum of the member locations' probabilities (Section 4.3 confidence)
+    box: tuple  # (left, top, right, bottom), right/bottom exclusive
+
+
+def scaled_size(image_hw, scale) -> tuple:
+    """The size an (H, W) image takes at `scale` (H_s, W_s): as `multiscale.scale_images`, a
+    portrait image gets the scale transposed so its longer side lies along the scale's longer side."""
+    lo, hi = sorted(int(v) for v in scale)
+    return (hi, lo) if image_hw[0] > image_hw[1] else (lo, hi)
+
+
+def _check_image(image):
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"detect: expected an RGB uint8 image (H, W, 3), got {getattr(image, 'dtype', type(image))} "
+                         f"{getattr(image, 'shape', '')}; load it with overfeat_np.data.load_rgb")
+
+
+def _regressed_boxes(regressor, model, x, map_hw):
+    """Boxes (H', W', 4) in the pixels of x predicted by the regressor at each location."""
+    from .localize import predict_boxes  # issue 5; imported lazily so detection works without it
+
+    return np.asarray(to_numpy(predict_boxes(model, regressor, x)), dtype=np.float32).reshape(*map_hw, 4)
+
+
+def location_candidates(model, regressor, image, scales, fine_stride=True, mean=None, std=None):
+    """Per scale: (probs (C, H', W') host float32, boxes (H', W', 4) in original pixels).
+
+    boxes are the regressor's predictions or, without a regressor, the locations' windows.
+    """
+    _check_image(image)
+    h, w = image.shape[:2]
+    out = []
+    for scale in scales:
+        hs, ws = scaled_size((h, w), scale)
+        x = to_input([resize(image, (hs, ws))], mean, std, model.xp)  # (1, 3, hs, ws)
+        probs = to_numpy(softmax(dense_forward(model, x, fine_stride)))[0]  # (C, H', W')
+        map_hw = probs.shape[1:]
+        if regressor is None:
+            boxes = output_windows(model.config, map_hw, fine_stride)
+        else:
+            boxes = _regressed_boxes(regressor, model, x, map_hw)
+        boxes = boxes * np.array([w / ws, h / hs, w / ws, h / hs], np.float32)  # back to the original
+        out.append((probs, boxes))
+    return out
+
+
+def _merge(boxes, scores, classes, t, max_detections, image_hw):
+    if not len(boxes):
+        return []
+    mb, ms, mc = greedy_merge(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes), t=t)
+    h, w = image_hw
+    mb = np.clip(mb, 0, [w, h, w, h])
+    return [Detection(int(c), float(s), tuple(float(v) for v in b))
+            for b, s, c in zip(mb[:max_detections], ms[:max_detections], mc[:max_detections])]
+
+
+def detect(detector, regressor, image, scales, score_threshold: float = 0.5, t: float = DEFAULT_MERGE_T,
+           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None) -> list:
+    """Detect objects in one image: uint8 (H, W, 3) -> list of `Detection`, best score first.
+
+    detector: an OverFeat whose last output is background (`detect_train.make_detector`);
+    regressor: a box regressor (issue 5) or None to use the locations' windows as boxes;
+    scales: (H_s, W_s) sizes the image is resized to (each >= the training size);
+    score_threshold: a location's class probability needed to propose a box; t: greedy merge
+    threshold (`merge.match_score`). Returns [] when no location passes the threshold.
+    """
+    if not 0 < score_threshold <= 1:
+        raise ValueError(f"detect: score_threshold is a probability in (0, 1], got {score_threshold}")
+    bg = background_index(detector)
+    boxes, scores, classes = [], [], []
+    for probs, b in location_candidates(detector, regressor, image, scales, fine_stride, mean, std):
+        c, i, j = np.nonzero(probs[:bg] >= score_threshold)  # background (index bg) excluded
+        boxes.append(b[i, j])
+        scores.append(probs[c, i, j])
+        classes.append(c)
+    return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
+
+
+def detect_with_classifier(classifier, image, scales, top_k: int = 1, t: float = DEFAULT_MERGE_T,
+                           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None) -> list:
+    """The classifier-only baseline: no background class, boxes = windows of its top locations.
+
+    Per scale, each location proposes its window for its argmax class when that class is among
+    the scale's `top_k` classes (Section 4.3 step a: each class's spatial max), scored by the
+    class probability; all proposals are greedily merged per class. Without a background class
+    every location claims some object, which is what the detector's background output fixes.
+    """
+    boxes, scores, classes = [], [], []
+    for probs, b in location_candidates(classifier, None, image, scales, fine_stride, mean, std):
+        top = np.argsort(-probs.max(axis=(1, 2)), kind="stable")[:top_k]
+        arg = probs.argmax(axis=0)  # (H', W')
+        keep = np.isin(arg, top)
+        i, j = np.nonzero(keep)
+        c = arg[i, j]
+        boxes.append(b[i, j])
+        scores.append(probs[c, i, j])
+        classes.append(c)
+    return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
+
+
+def to_detections(per_image: list) -> Detections:
+    """Lists of `Detection` per image -> metrics.Detections (image_ids index the list)."""
+    rows = [(i, d.cls, d.score, d.box) for i, dets in enumerate(per_image) for d in dets]
+    if not rows:
+        return Detections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)))
+    ids, cls, sc, bx = zip(*rows)
+    return Detections(np.array(ids, np.int64), np.array(cls, np.int64), np.array(sc, np.float64),
+                      np.array(bx, np.float64))
+
+
+def evaluate_detection(detector, regressor, dataset, scales, score_threshold: float = 0.5,
+                       t: float = DEFAULT_MERGE_T, limit: int | None = None, detect_fn=None,
+                       iou_threshold: float = 0.5, progress: bool = False, **kwargs):
+    """mAP of `detect` over a sample-format dataset -> (mAP, {class: AP}, {class: curve}).
+
+    curve = (precision, recall, thresholds) from `metrics.precision_recall_curve`; AP is PASCAL
+    VOC's (IoU >= 0.5, all-points interpolation). Every object class of the dataset is scored
+    (classes without ground truth get AP NaN and are left out of the mean); images with no
+    object take part (their detections are false positives). detect_fn(image) -> list of
+    Detection replaces `detect` (e.g. the classifier baseline); limit: first n images only.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if detect_fn is None:
+        def detect_fn(image):
+            return detect(detector, regressor, image, scales, score_threshold, t, **kwargs)
+    per_image, gt = [], []
+    for i in tqdm(range(n), desc="detect", disable=not progress):
+        s = dataset[i]
+        per_image.append(detect_fn(s["image"]))
+        gt.append((s["box_labels"], s["boxes"]))
+    dets = to_detections(per_image)
+    classes = range(getattr(dataset, "num_classes", 0) or (background_index(detector) if detector else 0))
+    m, per_class = mean_average_precision(dets, gt, iou_threshold, classes=list(classes) or None)
+    curves = {c: precision_recall_curve(dets, gt, c, iou_threshold) for c in per_class}
+    return m, per_class, curves
+
+
+def detections_to_json(detections, class_names=None, image=None) -> dict:
+    """A JSON-ready dict: {"image": path or None, "detections": [{"class", "name", "score", "box"}]}.
+
+    box is [left, top, right, bottom] in original image pixels, right/bottom exclusive.
+    """
+    rows = []
+    for d in detections:
+        name = class_names[d.cls] if class_names is not None and 0 <= d.cls < len(class_names) else str(d.cls)
+        rows.append({"class": int(d.cls), "name": name, "score": float(d.score),
+                     "box": [float(v) for v in d.box]})
+    return {"image": None if image is None else str(image), "detections": rows}

@@ -1,0 +1,302 @@
+"""Training the detector spatially, with a background class and negatives chosen on the fly.
+
+Section 5 of Sermanet et al. (ICLR 2014): detection is trained like classification, but with an
+extra *background* class and *spatially*: the network runs densely over a whole training image
+and every output location gets a target at once. Instead of separate bootstrapping passes,
+each image contributes a few negatives chosen on the fly: some random background locations and
+the most offending ones (those the current network scores highest as an object).
+
+Conventions of this package:
+- Background class: the LAST output, index C for C object classes (`background_index`); object
+  class c keeps the index it has in the dataset and in the classifier it starts from.
+- Targets (`assign_targets`): a location's window W (its training-size field of view, see
+  `dense.output_windows`) takes the class of an object box B when at least `pos_coverage`
+  (0.5) of B lies inside W *and* B is not tiny in W (area(B) >= `min_area` * area(W), 0.1:
+  a side of about a third of the window). When several objects qualify, the one with the highest
+  IoU with W wins. A window that no object touches by more than `neg_coverage` (0.2 of the
+  object inside) is background. Every other window (an object cut in half, or too small to
+  be this scale's business) is ambiguous: IGNORE (-1), never trained on.
+- Negatives (`select_negatives`): per image, the `n_hard` background locations with the highest
+  non-background probability, then `n_random` more drawn uniformly from the remaining
+  background locations; all other background locations are ignored. Positives are all kept.
+- Stride: training uses the coarse stride (offset (0, 0) of the last pooling only, one
+  location per `total_stride` pixels): the gradient flows through a single plain forward pass,
+  and the scale and flip jitter already move objects across the offsets that fine stride
+  would add at test time.
+- Dropout: kept at the classifier's rate on the hidden full layers, now 1x1 convolutions; each
+  location draws its own mask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import backend_name, get_array_module, to_device, to_numpy
+from .boxes import as_boxes, intersection
+from .dense import fc_to_conv, num_windows, output_windows
+from .layers import Conv2D, Linear, ReLU, Sequential
+from .losses import softmax_cross_entropy
+from .models import OverFeat, OverFeatConfig
+from .multiscale import hflip, resize, softmax, to_input
+from .optim import SGD
+
+IGNORE = -1  # target of locations that are not trained on (softmax_cross_entropy's ignore_index)
+
+
+def background_index(detector) -> int:
+    """Index of the background class: the last output (C for C object classes)."""
+    config = detector.config if isinstance(detector, OverFeat) else detector
+    return config.num_classes - 1
+
+
+def make_detector(classifier: OverFeat, seed: int = 0) -> OverFeat:
+    """A detector with C + 1 outputs initialised from a C-class classifier (Section 5).
+
+    Features and hidden full layers are copied; the last layer keeps the classifier's rows for
+    classes 0..C-1 and gets a new zero row for background (index C), so before fine-tuning the
+    detector ranks object classes exactly as the classifier does.
+    """
+    c = classifier.config
+    cfg = OverFeatConfig(**{**c.to_dict(), "convs": c.convs, "hidden": c.hidden,
+                            "num_classes": c.num_classes + 1, "name": f"{c.name}-det"})
+    xp = classifier.xp
+    det = OverFeat(cfg, seed=seed, backend=backend_name(xp))
+    params = {k: v.copy() for k, v in classifier.params.items()}
+    last = max((k for k in params if k.startswith("classifier.")), key=lambda k: int(k.split(".")[1]))
+    last = last.rsplit(".", 1)[0]  # "classifier.j" of the final Linear
+    W, b = params[f"{last}.W"], params[f"{last}.b"]
+    params[f"{last}.W"] = xp.concatenate([W, xp.zeros((1, W.shape[1]), W.dtype)])
+    params[f"{last}.b"] = xp.concatenate([b, xp.zeros((1,), b.dtype)])
+    det.load_params(params)
+    return det
+
+
+# --- targets -------------------------------------------------------------------------------------
+def assign_targets(windows, boxes, labels, background: int, pos_coverage: float = 0.5,
+                   min_area: float = 0.1, neg_coverage: float = 0.2) -> np.ndarray:
+    """Target class of every location from its window (rule in the module docstring).
+
+    windows (..., 4) float (e.g. (H', W', 4) from `dense.output_windows`), boxes (m, 4), labels
+    (m,) in 0..background-1 -> int64 (...): an object class, `background`, or IGNORE (-1).
+    """
+    if not 0 <= neg_coverage <= pos_coverage <= 1:
+        raise ValueError(f"assign_targets: need 0 <= neg_coverage <= pos_coverage <= 1, got "
+                         f"{neg_coverage}, {pos_coverage}")
+    win = np.asarray(windows, dtype=np.float32)
+    lead = win.shape[:-1]
+    w = as_boxes(win.reshape(-1, 4), "windows")
+    b = as_boxes(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), "boxes")
+    lab = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(lab) != len(b):
+        raise ValueError(f"assign_targets: {len(b)} boxes but {len(lab)} labels")
+    if np.any((lab < 0) | (lab >= background)):
+        raise ValueError(f"assign_targets: labels must be object classes 0..{background - 1}, got {lab.tolist()}")
+    out = np.full(len(w), background, dtype=np.int64)
+    if len(b):
+        inter = intersection(w, b, dtype=np.float64)  # (L, m)
+        area_b = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-12)  # (m,)
+        area_w = (w[:, 2] - w[:, 0]) * (w[:, 3] - w[:, 1])  # (L,)
+        cover = inter / area_b[None, :]  # (L, m) fraction of each object inside each window
+        pos = (cover >= pos_coverage) & (area_b[None, :] >= min_area * area_w[:, None])
+        iou = inter / (area_w[:, None] + area_b[None, :] - inter)
+        best = np.where(pos, iou, -1.0).argmax(axis=1)  # (L,) best qualifying object
+        has_pos = pos.any(axis=1)
+        touched = (cover > neg_coverage).any(axis=1)
+        out[touched] = IGNORE
+        out[has_pos] = lab[best[has_pos]]
+    return out.reshape(lead)
+
+
+def select_negatives(targets, offending, background: int, n_random: int, n_hard: int, rng) -> np.ndarray:
+    """Keep all positives and a few negatives per image; every other location -> IGNORE.
+
+    targets (N, ...) int64 from `assign_targets`; offending (N, ...) float, each location's
+    highest non-background probability. Per image: the `n_hard` background locations with the
+    highest `offending` (ties: lower index), then `n_random` drawn uniformly from the rest of
+    the background locations (fewer when an image has fewer). Returns a new int64 array.
+    """
+    t = np.asarray(targets)
+    n = t.shape[0]
+    flat = t.reshape(n, -1)
+    off = np.asarray(to_numpy(offending), dtype=np.float64).reshape(n, -1)
+    if off.shape != flat.shape:
+        raise ValueError(f"select_negatives: offending {off.shape} does not match targets {flat.shape}")
+    is_bg = flat == background
+    out = np.where(is_bg, IGNORE, flat)
+    rows = np.arange(n)[:, None]
+    hard = np.zeros_like(is_bg)
+    if n_hard > 0:
+        key = np.where(is_bg, -off, np.inf)  # background by offending score, descending
+        order = np.argsort(key, axis=1, kind="stable")[:, :n_hard]
+        hard[rows, order] = is_bg[rows, order]
+    if n_random > 0:
+        key = np.where(is_bg & ~hard, rng.random(flat.shape), np.inf)
+        order = np.argsort(key, axis=1, kind="stable")[:, :n_random]
+        hard[rows, order] |= is_bg[rows, order] & ~hard[rows, order]
+    out[hard] = background
+    return out.reshape(t.shape)
+
+
+# --- the dense network in training form ------------------------------------------------------------
+@dataclass
+class DenseTrainNet:
+    """Features, last pooling and the head as convolutions (with dropout), for backprop."""
+
+    model: OverFeat
+    head: Sequential  # convs (views of the Linear weights), ReLUs and the model's Dropout layers
+    head_keys: list  # (head index, classifier index) of each conv/Linear pair
+
+    @classmethod
+    def of(cls, model: OverFeat) -> DenseTrainNet:
+        """Build from a model (cheap: reshaped views of the Linear weights, no copy)."""
+        conv_head = fc_to_conv(model.classifier, model.pooled_shape)
+        drops = iter(model.dropout_layers)
+        layers = []
+        for layer in conv_head.layers:
+            layers.append(layer)
+            if isinstance(layer, ReLU):
+                layers.append(next(drops))
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, Conv2D)]
+        linears = [j for j, layer in enumerate(model.classifier.layers) if isinstance(layer, Linear)]
+        return cls(model, Sequential(layers), list(zip(convs, linears)))
+
+    def forward(self, x, train: bool = True):
+        """x (N, 3, H, W) -> logits (N, C, H', W') at coarse stride (H' = num_windows), cache."""
+        m = self.model
+        f, fc = m.features.forward(x, train=train)
+        p, pc = m.pool.forward(f, train=train)
+        y, hc = self.head.forward(p, train=train)
+        qh, qw = num_windows(m.config, x.shape[2:], fine_stride=False)
+        full = y.shape
+        if y.shape[2] > qh or y.shape[3] > qw:  # positions whose window would leave the image
+            y = y[:, :, :qh, :qw]
+        return y, (fc, pc, hc, full)
+
+    def backward(self, dy, cache) -> dict:
+        """dy (N, C, H', W') -> grads keyed like `model.params` (head grads in Linear shapes)."""
+        fc, pc, hc, full = cache
+        m = self.model
+        if dy.shape != full:
+            pad = get_array_module(dy).zeros(full, dtype=dy.dtype)
+            pad[:, :, :dy.shape[2], :dy.shape[3]] = dy
+            dy = pad
+        d, gh = self.head.backward(dy, hc)
+        grads = {}
+        for hi, ci in self.head_keys:
+            lin = m.classifier.layers[ci]
+            grads[f"classifier.{ci}.W"] = gh[f"{hi}.W"].reshape(lin.params["W"].shape)
+            grads[f"classifier.{ci}.b"] = gh[f"{hi}.b"]
+        d, _ = m.pool.backward(d, pc)
+        _, gf = m.features.backward(d, fc)
+        grads.update({f"features.{k}": v for k, v in gf.items()})
+        return grads
+
+
+# --- the training loop ---------------------------------------------------------------------------
+@dataclass
+class DetectorTrainConfig:
+    """Everything that defines a detector fine-tuning run."""
+
+    scales: tuple = ((96, 96), (128, 128), (160, 160))  # (H, W) a training image is resized to
+    steps: int = 200  # SGD steps; one random scale per step
+    batch_size: int = 8  # images per step (all resized to the step's scale)
+    lr: float = 0.01
+    momentum: float = 0.6  # Section 3
+    weight_decay: float = 1e-5  # Section 3
+    n_random: int = 4  # random negatives per image
+    n_hard: int = 4  # most offending negatives per image
+    pos_coverage: float = 0.5  # object fraction inside a window to make it a positive
+    min_area: float = 0.1  # ... and object area at least this fraction of the window's
+    neg_coverage: float = 0.2  # background only where no object is inside by more than this
+    flip: bool = True  # random horizontal flips
+    seed: int = 0
+    log_every: int = 10
+
+
+@dataclass
+class DetectorHistory:
+    """What `train_detector` returns: per-step records and the throughput."""
+
+    steps: list = field(default_factory=list)  # {"step", "loss", "positives", "negatives", "scale"}
+    images_per_s: float = 0.0
+
+
+def _resized_batch(samples, hw, flip_mask):
+    """Resize samples to hw, flip where asked -> (uint8 images list, boxes list, labels list)."""
+    images, boxes, labels = [], [], []
+    h, w = int(hw[0]), int(hw[1])
+    for s, flip in zip(samples, flip_mask):
+        img = s["image"]
+        sy, sx = h / img.shape[0], w / img.shape[1]
+        b = s["boxes"].astype(np.float32) * np.array([sx, sy, sx, sy], np.float32)
+        img = resize(img, (h, w))
+        if flip:
+            img = hflip(img)
+            b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1) if len(b) else b
+        images.append(img)
+        boxes.append(b)
+        labels.append(s["box_labels"])
+    return images, boxes, labels
+
+
+def detection_targets(config, hw, boxes, labels, background, cfg: DetectorTrainConfig) -> np.ndarray:
+    """Coarse-stride targets for a batch at image size hw -> int64 (N, H', W')."""
+    qh, qw = num_windows(config, hw, fine_stride=False)
+    win = output_windows(config, (qh, qw), fine_stride=False)
+    return np.stack([assign_targets(win, b, lab, background, cfg.pos_coverage, cfg.min_area, cfg.neg_coverage)
+                     for b, lab in zip(boxes, labels)])
+
+
+def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None = None, *,
+                   mean=None, std=None, on_step=None, progress: bool = False) -> DetectorHistory:
+    """Fine-tune `detector` (see `make_detector`) spatially on a detection dataset, in place.
+
+    dataset: sample-format items (image, boxes, box_labels); images of any size, each resized
+    to the step's scale. Per step: a batch of images at one random scale, dense coarse-stride
+    logits, targets from the windows, positives + on-the-fly negatives, softmax cross-entropy
+    over the chosen locations, backprop through the whole dense network, one SGD step.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or DetectorTrainConfig()
+    if len(dataset) == 0:
+        raise ValueError("train_detector: the dataset is empty")
+    s = detector.config.input_size
+    for hw in cfg.scales:
+        if min(hw) < s:
+            raise ValueError(f"train_detector: scale {tuple(hw)} is smaller than the {s}x{s} training size")
+    bg = background_index(detector)
+    xp = detector.xp
+    net = DenseTrainNet.of(detector)
+    opt = SGD(detector.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    hist = DetectorHistory()
+    t0, seen = time.perf_counter(), 0
+    for step in tqdm(range(cfg.steps), desc="detector", disable=not progress):
+        idx = rng.integers(len(dataset), size=cfg.batch_size)
+        hw = cfg.scales[int(rng.integers(len(cfg.scales)))]
+        flips = rng.random(cfg.batch_size) < 0.5 if cfg.flip else np.zeros(cfg.batch_size, bool)
+        images, boxes, labels = _resized_batch([dataset[int(i)] for i in idx], hw, flips)
+        x = to_input(images, mean, std, xp)  # (N, 3, H, W)
+        logits, cache = net.forward(x, train=True)
+        targets = detection_targets(detector.config, hw, boxes, labels, bg, cfg)
+        offending = to_numpy(softmax(logits)[:, :bg].max(axis=1))  # (N, H', W')
+        chosen = select_negatives(targets, offending, bg, cfg.n_random, cfg.n_hard, rng)
+        loss, dlogits = softmax_cross_entropy(logits, to_device(chosen, backend_name(xp)), ignore_index=IGNORE)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"train_detector: the loss became {loss} at step {step + 1}; "
+                                     f"lower the learning rate (now {cfg.lr:g})")
+        opt.step(net.backward(dlogits, cache))
+        seen += cfg.batch_size
+        if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
+            rec = {"step": step + 1, "loss": loss, "positives": int(((chosen >= 0) & (chosen != bg)).sum()),
+                   "negatives": int((chosen == bg).sum()), "scale": list(hw)}
+            hist.steps.append(rec)
+            if on_step is not None:
+                on_step(rec)
+    hist.images_per_s = seen / max(time.perf_counter() - t0, 1e-9)
+    return hist
