@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import to_numpy
-from .dense import dense_forward, output_windows
+from .dense import dense_head, fc_to_conv, infer, num_windows, output_windows
 from .detect_train import background_index
 from .merge import DEFAULT_MERGE_T, greedy_merge
 from .metrics import Detections, mean_average_precision, precision_recall_curve
@@ -54,30 +54,47 @@ def _check_image(image):
                          f"{getattr(image, 'shape', '')}; load it with overfeat_np.data.load_rgb")
 
 
-def _regressed_boxes(regressor, model, x, map_hw):
-    """Boxes (H', W', 4) in the pixels of x predicted by the regressor at each location."""
-    from .localize import predict_boxes  # issue 5; imported lazily so detection works without it
+def _check_regressor(regressor, model):
+    from .regressor import check_compatible  # issue 5
 
-    return np.asarray(to_numpy(predict_boxes(model, regressor, x)), dtype=np.float32).reshape(*map_hw, 4)
+    check_compatible(regressor, model)
 
 
 def location_candidates(model, regressor, image, scales, fine_stride=True, mean=None, std=None):
-    """Per scale: (probs (C, H', W') host float32, boxes (H', W', 4) in original pixels).
+    """Per scale: (probs (C, H', W') host float32, boxes (C_r, H', W', 4) in original pixels).
 
-    boxes are the regressor's predictions or, without a regressor, the locations' windows.
+    One pass of the feature layers per scale feeds both the class head and the regressor
+    (`regressor.dense_regress`; it must be trained on this model's features, `check_compatible`).
+    boxes hold one box per location (C_r = 1: single-class regression or, without a regressor,
+    the locations' windows) or one per class and location (C_r = C: per-class regression).
     """
     _check_image(image)
+    if regressor is not None:
+        _check_regressor(regressor, model)
     h, w = image.shape[:2]
+    head = fc_to_conv(model.classifier, model.pooled_shape)
+    k = model.pool.kernel_size
     out = []
     for scale in scales:
         hs, ws = scaled_size((h, w), scale)
+        if min(hs, ws) < model.config.input_size:
+            raise ValueError(f"detect: scale {tuple(scale)} is smaller than the {model.config.input_size}-pixel "
+                             "training size; use larger scales")
         x = to_input([resize(image, (hs, ws))], mean, std, model.xp)  # (1, 3, hs, ws)
-        probs = to_numpy(softmax(dense_forward(model, x, fine_stride)))[0]  # (C, H', W')
-        map_hw = probs.shape[1:]
+        unpooled = infer(model.features, x)  # (1, C5, U_h, U_w)
+        qh, qw = num_windows(model.config, (hs, ws), fine_stride)
+        probs = to_numpy(softmax(dense_head(head, unpooled, k, fine_stride)[:, :, :qh, :qw]))[0]  # (C, qh, qw)
+        win = output_windows(model.config, (qh, qw), fine_stride)  # (qh, qw, 4) pixels of x
         if regressor is None:
-            boxes = output_windows(model.config, map_hw, fine_stride)
+            boxes = win[None]
         else:
-            boxes = _regressed_boxes(regressor, model, x, map_hw)
+            from .boxes import decode_relative
+            from .regressor import dense_regress
+
+            rel = to_numpy(dense_regress(regressor, unpooled, k, (hs, ws), fine_stride))[0]  # (4 C_r, qh, qw)
+            rel = rel.reshape(-1, 4, qh, qw).transpose(0, 2, 3, 1)  # (C_r, qh, qw, 4)
+            boxes = decode_relative(rel.reshape(-1, 4), np.broadcast_to(win, rel.shape).reshape(-1, 4))
+            boxes = boxes.reshape(rel.shape)
         boxes = boxes * np.array([w / ws, h / hs, w / ws, h / hs], np.float32)  # back to the original
         out.append((probs, boxes))
     return out
@@ -109,7 +126,7 @@ def detect(detector, regressor, image, scales, score_threshold: float = 0.5, t: 
     boxes, scores, classes = [], [], []
     for probs, b in location_candidates(detector, regressor, image, scales, fine_stride, mean, std):
         c, i, j = np.nonzero(probs[:bg] >= score_threshold)  # background (index bg) excluded
-        boxes.append(b[i, j])
+        boxes.append(b[c if len(b) > 1 else 0, i, j])
         scores.append(probs[c, i, j])
         classes.append(c)
     return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
@@ -131,7 +148,7 @@ def detect_with_classifier(classifier, image, scales, top_k: int = 1, t: float =
         keep = np.isin(arg, top)
         i, j = np.nonzero(keep)
         c = arg[i, j]
-        boxes.append(b[i, j])
+        boxes.append(b[0, i, j])
         scores.append(probs[c, i, j])
         classes.append(c)
     return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
