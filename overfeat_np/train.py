@@ -11,7 +11,7 @@ One deliberate departure, for the scaled model only: N(0, 1e-2) is calibrated fo
 layers (an 11x11x3 filter has fan-in 363); with the small model's fan-ins of 75-576 it makes every
 layer shrink the signal by about 10x, and 8 such layers start training with vanishing gradients
 (no progress in 400 steps). `init="auto"` therefore keeps the paper's N(0, 1e-2) for the fast and
-accurate models and uses He scaling, N(0, 2 / fan_in), for the small one.
+accurate models and uses He scaling, N(0, 2 / fan_in), for the small one's hidden layers.
 
 The run is a pure function of its config: the loader's order and augmentation depend only on
 (seed, epoch, index), the dropout masks on the dropout layers' generators, which checkpoints save.
@@ -134,14 +134,18 @@ def build_model(config: TrainConfig, num_classes: int) -> OverFeat:
 
 
 def he_init(model: OverFeat, seed: int = 0):
-    """Redraw every weight W from N(0, 2 / fan_in) (He et al. 2015), fan_in = prod(W.shape[1:]).
+    """Redraw the hidden layers' weights W from N(0, 2 / fan_in) (He et al. 2015), fan_in =
+    prod(W.shape[1:]).
 
-    Used for the small model (see the module docstring); biases stay 0. Drawn on the host from
+    Used for the small model (see the module docstring). The output layer keeps the paper's
+    N(0, 1e-2), so training starts from near-uniform class scores (loss ln C) instead of large
+    random ones that make the first steps jump; biases stay 0. Drawn on the host from
     one seeded generator, so NumPy and CuPy start equal. In place; returns the model.
     """
     rng = np.random.default_rng([seed, 1])
+    last = max(k for k in model.params if k.startswith("classifier.") and k.endswith(".W"))
     for key, w in model.params.items():
-        if key.endswith(".W"):
+        if key.endswith(".W") and key != last:
             std = math.sqrt(2.0 / int(np.prod(w.shape[1:])))
             w[...] = rng_normal(rng, w.shape, std, xp=get_array_module(w), dtype=w.dtype)
     return model

@@ -188,8 +188,10 @@ def test_evaluate_matches_direct_computation(tiny_data):
 
 def test_he_init_scale():
     model = build_model(TrainConfig(model="small", seed=0), num_classes=6)
+    last = "classifier.7.W"  # the output layer keeps the paper's N(0, 1e-2)
+    assert model.params[last].std() == pytest.approx(1e-2, rel=0.15)
     for key, w in model.params.items():
-        if key.endswith(".W"):
+        if key.endswith(".W") and key != last:
             want = np.sqrt(2.0 / np.prod(w.shape[1:]))
             assert w.std() == pytest.approx(want, rel=0.15), key
     paper = build_model(TrainConfig(model="small", init="paper"), num_classes=6)

@@ -1,0 +1,144 @@
+"""Training speed: the fast model's forward+backward against its bare GEMMs, and small-model images/s.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--batch 16]
+        [--reps 3] [--steps 60] [--skip-fast]
+
+(1) The full fast model (Table 1, 1000 classes, 231x231 input) at batch 16: median wall time of
+    one forward + backward (train mode: dropout on), and, in the same run, the median time of the
+    bare matrix products it contains, with the same shapes and memory layouts: per conv layer the
+    forward GEMM W (F, C*k*k) @ cols and the two backward GEMMs dW = dY @ cols^T and
+    dcols = W^T @ dY (layer 1 skips dcols, as the model does), per full layer x @ W^T, dY^T @ x
+    and dY @ W. The ratio model / GEMMs is the overhead of everything else (im2col, col2im,
+    pooling, ReLU, dropout, copies). Target: <= 1.2.
+(2) The small model training on synthetic shapes drawn on the fly (no cache) with the real loop
+    (`train.train`): images/s with num_workers 0 and 2, next to the model step alone on
+    pre-loaded batches and the loader alone, so one sees whether the loader keeps up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from overfeat_np.data import DataLoader, SyntheticShapes
+from overfeat_np.layers import Conv2D, Linear
+from overfeat_np.losses import softmax_cross_entropy
+from overfeat_np.models import overfeat_fast
+from overfeat_np.optim import SGD
+from overfeat_np.train import TrainConfig, build_model, default_transforms, train
+
+
+def _median_time(fn, reps: int) -> float:
+    fn()  # warm-up: page faults, BLAS thread start
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _gemm_shapes(model, batch: int):
+    """[(name, [(a_shape, b_shape, transpose_b)])]: every GEMM one forward+backward of `model` does."""
+    out = []
+    shape = (model.config.in_channels, model.config.input_size, model.config.input_size)
+    for i, layer in enumerate(model.features.layers):
+        if isinstance(layer, Conv2D):
+            f, c, kh, kw = layer.params["W"].shape
+            _, oh, ow = layer.output_shape(shape)
+            k, m = c * kh * kw, batch * oh * ow
+            gemms = [((f, k), (k, m), False),  # forward W @ cols
+                     ((f, m), (k, m), True)]  # dW = dY @ cols^T
+            if layer.need_input_grad:
+                gemms.append(((k, f), (f, m), False))  # dcols = W^T @ dY
+            out.append((f"conv {i}", gemms))
+        shape = layer.output_shape(shape)
+    for i, layer in enumerate(model.classifier.layers):
+        if isinstance(layer, Linear):
+            o, n_in = layer.params["W"].shape
+            out.append((f"full {i}", [((batch, n_in), (o, n_in), True),  # x @ W^T
+                                      ((o, batch), (batch, n_in), False),  # dY^T @ x
+                                      ((batch, o), (o, n_in), False)]))  # dY @ W
+    return out
+
+
+def bench_fast(batch: int, reps: int):
+    model = overfeat_fast(1000)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 231, 231), dtype=np.float32)
+    labels = rng.integers(0, 1000, batch)
+
+    def step():
+        logits, cache = model.forward(x, train=True)
+        _, d = softmax_cross_entropy(logits, labels)
+        model.backward(d, cache)
+
+    t_model = _median_time(step, reps)
+    operands = []
+    for _, gemms in _gemm_shapes(model, batch):
+        for a_shape, b_shape, tb in gemms:
+            a = rng.standard_normal(a_shape, dtype=np.float32)
+            b = rng.standard_normal(b_shape, dtype=np.float32)
+            operands.append((a, b.T if tb else b))
+
+    def gemms():
+        for a, b in operands:
+            a @ b
+
+    t_gemm = _median_time(gemms, reps)
+    macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands)
+    print(f"fast model, batch {batch}, forward+backward: {1e3 * t_model:.0f} ms "
+          f"(median of {reps}); its {len(operands)} bare GEMMs: {1e3 * t_gemm:.0f} ms "
+          f"({2 * macs / t_gemm / 1e9:.0f} GFLOP/s); ratio {t_model / t_gemm:.2f}")
+
+
+def bench_small(steps: int, batch: int = 32):
+    train_set = SyntheticShapes(steps * batch + 64, image_size=72, seed=0)  # drawn on every access
+    tf = default_transforms(64, resize=None)
+
+    # Loader alone, then the model step alone on batches already in memory.
+    with DataLoader(train_set, batch, tf[0], seed=0) as loader:
+        t0 = time.perf_counter()
+        pre = [b for _, b in zip(range(steps), loader.batches(0))]
+        t_loader = time.perf_counter() - t0
+    cfg = TrainConfig(model="small", batch_size=batch, lr=0.05, milestones=(), out_dir=None, progress=False)
+    model = build_model(cfg, train_set.num_classes)
+    opt = SGD(model.params, lr=0.05)
+    t0 = time.perf_counter()
+    for b in pre:
+        logits, cache = model.forward(b["x"], train=True)
+        _, d = softmax_cross_entropy(logits, b["labels"])
+        opt.step(model.backward(d, cache)[1])
+    t_model = time.perf_counter() - t0
+    n = steps * batch
+    print(f"small model, batch {batch}: loader alone {n / t_loader:.0f} images/s, "
+          f"model step alone {n / t_model:.0f} images/s")
+
+    for workers in (0, 2):
+        stamps = []
+        cfg = TrainConfig(model="small", batch_size=batch, lr=0.05, milestones=(), out_dir=None,
+                          progress=False, workers=workers, max_steps=steps + 10)
+        train(cfg, train_set, transforms=tf, on_step=lambda _r, s=stamps: s.append(time.perf_counter()))
+        # Steps 10.. only: worker start-up is not throughput.
+        ips = (len(stamps) - 10) * batch / (stamps[-1] - stamps[9])
+        print(f"small model training with the loader, num_workers={workers}: {ips:.0f} images/s")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=16, help="fast model batch (default 16)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=60, help="small model steps per measurement")
+    p.add_argument("--skip-fast", action="store_true", help="only the small model part")
+    args = p.parse_args()
+    print(f"numpy {np.__version__}, {os.cpu_count()} CPUs")
+    if not args.skip_fast:
+        bench_fast(args.batch, args.reps)
+    bench_small(args.steps)
+
+
+if __name__ == "__main__":
+    main()
