@@ -48,6 +48,18 @@ def scaled_size(image_hw, scale) -> tuple:
     return (hi, lo) if image_hw[0] > image_hw[1] else (lo, hi)
 
 
+def default_scales(config) -> tuple:
+    """Detection scales (H, W) for a model: the small model's three square sizes 104, 136, 168
+    (64 + 8 (2n - 1), exact fine-stride maps; made for the 128-pixel synthetic detection images,
+    whose objects then fill 0.4-1.2 of a window), else Table 5's rule (`multiscale.scales_for`)."""
+    if config.name.startswith("small"):
+        k, s = config.convs[-1].pool, config.total_stride // config.convs[-1].pool
+        return tuple((config.input_size + (k * n - 1) * s,) * 2 for n in (3, 5, 7))
+    from .multiscale import scales_for
+
+    return scales_for(config)
+
+
 def _check_image(image):
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise ValueError(f"detect: expected an RGB uint8 image (H, W, 3), got {getattr(image, 'dtype', type(image))} "
