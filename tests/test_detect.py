@@ -301,3 +301,17 @@ def test_cli_detect_writes_json_and_pictures(tmp_path):
     assert cli.main(["detect", str(tmp_path / "a.png"), "--detector", str(tmp_path / "nope.npz")]) == 1
     assert cli.main(["detect", str(tmp_path / "a.png"), "--detector", str(tmp_path / "detector.npz"),
                      "--scales", "10"]) == 1
+
+
+def test_showcase_draws_the_three_tasks(tmp_path):
+    from overfeat_np.regressor import build_regressor
+    from overfeat_np.showcase import showcase
+
+    clf = _tiny(3)
+    det = _biased_detector(0)
+    samples = [SyntheticShapes(2, image_size=96, mode="detection", seed=4, num_classes=3)[i] for i in range(2)]
+    out = tmp_path / "showcase.png"
+    dets = showcase(samples, clf, build_regressor(clf), det, out, ["disc", "square", "triangle"],
+                    scales=((72, 72), (104, 104)))
+    assert out.stat().st_size > 0 and len(dets) == 2
+    assert all(d.cls == 0 for per_image in dets for d in per_image) and all(dets)
