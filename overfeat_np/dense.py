@@ -38,13 +38,7 @@ from .layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequentia
 # --- full layers as convolutions ----------------------------------------------------------------
 def _conv_from(W, b) -> Conv2D:
     """A stride-1, unpadded Conv2D holding the given arrays (no random init, no copy)."""
-    conv = Conv2D.__new__(Conv2D)  # skip __init__: it would draw (and then discard) random weights
-    f, c, kh, kw = W.shape
-    conv.in_channels, conv.out_channels = int(c), int(f)
-    conv.kernel_size, conv.stride, conv.padding = (int(kh), int(kw)), 1, 0
-    conv.need_input_grad = True
-    conv.params = {"W": W, "b": b}
-    return conv
+    return Conv2D.from_params(W, b)
 
 
 def fc_to_conv(head: Sequential, in_shape: tuple) -> Sequential:

@@ -25,6 +25,21 @@ def _as_rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def _init_params(w_shape, seed, backend, dtype, init):
+    """{"W", "b"} for a layer: "normal" is the paper's N(0, 1e-2) with zero biases (Section 3);
+    "zeros" and "none" (left empty) skip the random draw when the weights will be loaded anyway."""
+    xp = get_backend(backend)
+    if init == "normal":
+        W = rng_normal(_as_rng(seed), w_shape, INIT_STD, xp, dtype)
+    elif init == "zeros":
+        W = xp.zeros(w_shape, dtype=dtype)
+    elif init == "none":
+        W = xp.empty(w_shape, dtype=dtype)
+    else:
+        raise ValueError(f"init must be 'normal', 'zeros' or 'none', got {init!r}")
+    return {"W": W, "b": xp.zeros((w_shape[0],), dtype=dtype)}
+
+
 def _check_input(layer, x, ndim: int, channels: int | None = None):
     """Shape/dtype checks shared by the layers; errors name the layer, expected and actual shape."""
     shape = getattr(x, "shape", None)
@@ -67,18 +82,24 @@ class Conv2D(Layer):
     """2-D cross-correlation via im2col + one GEMM. W (out, in, kh, kw), b (out,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 seed=None, backend="numpy", dtype=np.float32, need_input_grad=True):
+                 seed=None, backend="numpy", dtype=np.float32, need_input_grad=True, init="normal"):
         super().__init__()
         kh, kw = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = (int(kh), int(kw)), int(stride), int(padding)
         # The first layer's input gradient is never used: skipping it saves one GEMM and col2im.
         self.need_input_grad = need_input_grad
-        xp = get_backend(backend)
-        self.params = {
-            "W": rng_normal(_as_rng(seed), (out_channels, in_channels, kh, kw), INIT_STD, xp, dtype),
-            "b": xp.zeros((out_channels,), dtype=dtype),
-        }
+        self.params = _init_params((out_channels, in_channels, kh, kw), seed, backend, dtype, init)
+
+    @classmethod
+    def from_params(cls, W, b, stride=1, padding=0, need_input_grad=True):
+        """A Conv2D holding the given arrays W (out, in, kh, kw), b (out,) as they are (no copy)."""
+        f, c, kh, kw = W.shape
+        if tuple(b.shape) != (f,):
+            raise ValueError(f"Conv2D.from_params: bias shape {tuple(b.shape)} does not match W {tuple(W.shape)}")
+        conv = cls(c, f, (kh, kw), stride, padding, need_input_grad=need_input_grad, init="none")
+        conv.params = {"W": W, "b": b}
+        return conv
 
     def __repr__(self):
         kh, kw = self.kernel_size
@@ -186,15 +207,11 @@ class Linear(Layer):
     """y = x W^T + b with W (out, in), b (out,)."""
 
     def __init__(self, in_features, out_features, *, seed=None, backend="numpy", dtype=np.float32,
-                 need_input_grad=True):
+                 need_input_grad=True, init="normal"):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.need_input_grad = need_input_grad
-        xp = get_backend(backend)
-        self.params = {
-            "W": rng_normal(_as_rng(seed), (out_features, in_features), INIT_STD, xp, dtype),
-            "b": xp.zeros((out_features,), dtype=dtype),
-        }
+        self.params = _init_params((out_features, in_features), seed, backend, dtype, init)
 
     def __repr__(self):
         return f"Linear({self.in_features}->{self.out_features})"

@@ -132,16 +132,18 @@ class OverFeat:
     """An OverFeat network built from a config; see the module docstring for its three parts.
 
     params / grads are flat dicts keyed "features.i.W", "classifier.j.b", ...
+    init="normal" draws the paper's initialisation from `seed`; "none" leaves the weights empty
+    for a caller that loads them (saves seconds and a copy of the full models' 580 MB).
     """
 
-    def __init__(self, config: OverFeatConfig, seed: int = 0, backend: str = "numpy"):
+    def __init__(self, config: OverFeatConfig, seed: int = 0, backend: str = "numpy", init: str = "normal"):
         self.config = config
         rng = np.random.default_rng(seed)
         layers, c = [], config.in_channels
         for i, spec in enumerate(config.convs):
             layers += [
                 Conv2D(c, spec.out_channels, spec.kernel, spec.stride, spec.padding, seed=rng,
-                       backend=backend, need_input_grad=i > 0),
+                       backend=backend, init=init, need_input_grad=i > 0),
                 ReLU(),
             ]
             if spec.pool and i < len(config.convs) - 1:
@@ -156,10 +158,10 @@ class OverFeat:
         self.pooled_shape = (c_, h, w)  # input of the first full layer (e.g. 1024x6x6 for fast)
         head, n_in = [Flatten()], c_ * h * w
         for width in config.hidden:
-            head += [Linear(n_in, width, seed=rng, backend=backend), ReLU(),
+            head += [Linear(n_in, width, seed=rng, backend=backend, init=init), ReLU(),
                      Dropout(config.dropout, seed=rng.integers(2**63))]
             n_in = width
-        head.append(Linear(n_in, config.num_classes, seed=rng, backend=backend))
+        head.append(Linear(n_in, config.num_classes, seed=rng, backend=backend, init=init))
         self.classifier = Sequential(head)
 
     def __repr__(self):

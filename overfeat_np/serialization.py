@@ -88,7 +88,7 @@ def load_weights(path, model: OverFeat | None = None, backend: str = "numpy") ->
     """
     config, weights = _read(path)
     if model is None:
-        model = OverFeat(config, backend=backend)
+        model = OverFeat(config, backend=backend, init="none")
     else:
         _check_same_architecture(path, config, weights, model)
     for key, dst in model.params.items():

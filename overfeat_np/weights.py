@@ -96,7 +96,7 @@ def read_official(path, config, backend: str = "numpy") -> OverFeat:
     if size != want:
         raise ValueError(f"{path!r}: expected {want:,} bytes for an official-format {config.name} file "
                          f"({len(layer_offsets(config))} layers, W then b each), got {size:,}")
-    model = OverFeat(config, backend=backend)
+    model = OverFeat(config, backend=backend, init="none")
     keys = list(model.params)
     pairs = list(zip(keys[0::2], keys[1::2]))  # params are ordered layer by layer, W then b
     layout = layer_offsets(config)
