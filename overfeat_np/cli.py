@@ -3,7 +3,7 @@
     overfeat-np demo [--quick] [--out runs/demo]
     overfeat-np train (--data ROOT | --synthetic N) [--model small] [--epochs 10] [--resume] ...
     overfeat-np evaluate (--checkpoint PATH | --weights PATH) (--data ROOT | --synthetic N)
-    overfeat-np classify IMAGE... --checkpoint PATH [--top-k 5]
+    overfeat-np classify IMAGE... --checkpoint PATH [--top-k 5] [--scales 1,2,4,6]
     overfeat-np features IMAGE... --checkpoint PATH --layer K [--out DIR]
 
 Every subcommand takes --backend numpy|cupy. A subcommand is one function registered with
@@ -37,6 +37,7 @@ from .data import (
 )
 from .demo import run_demo
 from .layers import Conv2D, Linear
+from .multiscale import classify_multiscale, scales_for, select_scales
 from .serialization import load_weights
 from .train import RESIZE_RATIO, TrainConfig, default_transforms, evaluate, train
 
@@ -238,15 +239,26 @@ def _classify_args(p):
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--resize", type=int, help="smallest side before the center crop "
                                               "(default input*256/231; 0: no resize)")
+    p.add_argument("--scales", help="multi-scale dense classification (Section 3.3) at these of the six "
+                                    "Table-5 scales, e.g. 1,2,4,6 (default: one center crop)")
+    p.add_argument("--coarse-stride", dest="fine_stride", action="store_false",
+                   help="with --scales: no offset pooling (output stride 32/36 instead of 16/12)")
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="with --scales: do not also classify the mirrored image")
 
 
 @command("classify", "top-k labels with probabilities for each image (center crop)", _classify_args)
 def cmd_classify(args):
     model, classes = _load_model(args)
     images = _read_images(args.images)
-    x = np.stack([_preprocess(im, model, args.resize) for im in images])  # (N, 3, S, S)
-    logits, _ = model.forward(to_device(x, args.backend))
-    probs = _softmax(to_numpy(logits))
+    if args.scales:
+        scales = select_scales(scales_for(model.config), args.scales)
+        # Mean over scales and flips of each class's spatial max probability (not summing to 1).
+        probs = [classify_multiscale(model, im, scales, args.fine_stride, args.flip)[0] for im in images]
+    else:
+        x = np.stack([_preprocess(im, model, args.resize) for im in images])  # (N, 3, S, S)
+        logits, _ = model.forward(to_device(x, args.backend))
+        probs = _softmax(to_numpy(logits))
     k = max(1, min(args.top_k, len(classes)))
     for path, p in zip(args.images, probs):
         top = np.argsort(-p, kind="stable")[:k]
@@ -371,3 +383,8 @@ def main(argv=None) -> int:
             raise
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+# Subcommands of later sections register themselves with `command` when imported; they import
+# this module, so they come last.
+from . import cli_detect, cli_localize  # noqa: F401

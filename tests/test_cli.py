@@ -66,6 +66,11 @@ def test_classify_and_features_agree(tree, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith(im) for line, im in zip(lines, images))
 
+    # Section 3.3: dense over scales 1 and 2 (64x64 and 80x112 for the small model), fine stride, flips.
+    assert main(["classify", *images, "--checkpoint", ckpt, "--scales", "1,2", "--top-k", "3"]) == 0
+    dense = capsys.readouterr().out.strip().splitlines()
+    assert len(dense) == 2 and all(line.startswith(im) and line.count(",") == 2 for line, im in zip(dense, images))
+
     # Layer 8 of the small model (5 conv + 3 full) is the class scores: softmax = classify's.
     assert main(["features", *images, "--checkpoint", ckpt, "--layer", "8", "--out", str(tmp_path)]) == 0
     assert main(["features", *images, "--checkpoint", ckpt, "--layer", "5", "--out", str(tmp_path)]) == 0
@@ -103,11 +108,11 @@ def test_demo_quick(tmp_path, capsys):
 
 @pytest.mark.skipif(GPU, reason="checks the message shown when CuPy or a GPU is missing")
 def test_cupy_without_gpu_is_a_clean_error(tmp_path, capsys):
-    for cmd in COMMANDS:
-        extra = {"train": ["--synthetic", "16"], "evaluate": ["--weights", "w", "--synthetic", "8"],
-                 "classify": ["x.png", "--weights", "w"], "features": ["x.png", "--weights", "w", "--layer", "1"],
-                 "demo": ["--out", str(tmp_path)]}[cmd] if cmd in ("train", "evaluate", "classify", "features",
-                                                                     "demo") else []
+    required = {"train": ["--synthetic", "16"], "evaluate": ["--weights", "w", "--synthetic", "8"],
+                "classify": ["x.png", "--weights", "w"], "features": ["x.png", "--weights", "w", "--layer", "1"],
+                "demo": ["--out", str(tmp_path)]}
+    for cmd, extra in required.items():
+        assert cmd in COMMANDS
         assert main([cmd, *extra, "--backend", "cupy"]) == 1, cmd
         err = capsys.readouterr().err
         assert "backend='cupy'" in err and "Traceback" not in err, cmd
