@@ -2,11 +2,20 @@
 
 import os
 
+# pytest -n 2 runs two workers on two cores: a multi-threaded BLAS in each would oversubscribe
+# the cores, and for the small layers of the tests that is tens of times slower. Set before numpy
+# loads (and inherited by lesson kernels); threadpoolctl covers a BLAS that was loaded earlier.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from threadpoolctl import threadpool_limits
 
 from overfeat_np.backend import cupy_available
+
+threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
 
 # deadline=None: the first call of a numpy kernel can be slow; time belongs in benchmarks.
 settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True,
