@@ -273,23 +273,17 @@ def load_regressor(path, model: OverFeat | None = None, backend: str | None = No
                 "a regressor for this model (overfeat-np train-regressor)")
         backend = "cupy" if model.xp.__name__.startswith("cupy") else "numpy"
     xp = get_backend(backend or "numpy")
-    reg = _empty_regressor(path, arrays, config, bool(meta["per_class"]), int(meta["num_classes"]))
-    reg.head.load_params({k: xp.asarray(v, dtype=np.float32) for k, v in arrays.items()})
-    return reg
+    return _regressor_from_arrays(path, arrays, config, bool(meta["per_class"]), int(meta["num_classes"]), xp)
 
 
-def _empty_regressor(path, arrays, config, per_class, num_classes) -> Regressor:
-    """A Regressor whose layer shapes come from the saved arrays (weights filled in by the caller)."""
+def _regressor_from_arrays(path, arrays, config, per_class, num_classes, xp) -> Regressor:
+    """A Regressor holding the saved arrays (moved to xp), its layer shapes read from them."""
     layers, i = [], 0
     while f"{i}.W" in arrays:
         if f"{i}.b" not in arrays:
             raise ValueError(f"{path!r}: regressor parameter '{i}.b' is missing; the file is damaged")
-        w = arrays[f"{i}.W"]
-        conv = Conv2D.__new__(Conv2D)  # no random init: the file supplies the weights
-        conv.out_channels, conv.in_channels, kh, kw = (int(s) for s in w.shape)
-        conv.kernel_size, conv.stride, conv.padding, conv.need_input_grad = (kh, kw), 1, 0, i > 0
-        conv.params = {}
-        layers.append(conv)
+        W, b = (xp.asarray(arrays[f"{i}.{k}"], dtype=np.float32) for k in "Wb")
+        layers.append(Conv2D.from_params(W, b, need_input_grad=i > 0))  # no random draw
         if f"{i + 2}.W" in arrays:
             layers.append(ReLU())
         i += 2

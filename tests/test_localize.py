@@ -10,13 +10,14 @@ from overfeat_np.dense import output_windows
 from overfeat_np.localize import (
     BoxPredictions,
     centre_box_error,
-    evaluate_localization,
+    ground_truth,
     localize,
     merge_predictions,
     predict_boxes,
     train_regressor,
     window_samples,
 )
+from overfeat_np.metrics import localization_error
 from overfeat_np.models import overfeat_small
 from overfeat_np.multiscale import classify_multiscale
 from overfeat_np.regressor import build_regressor, save_regressor
@@ -91,18 +92,29 @@ def trained_classifier():
 
 def test_end_to_end_localization_beats_the_centre_box_and_merge_matches_nms(trained_classifier):
     model = trained_classifier
-    scales = ((72, 72), (104, 104))
+    scales = ((72, 72), (88, 88), (104, 104), (136, 136))
     windows = window_samples(model, SyntheticShapes(200, image_size=64, mode="localization", seed=3), scales)
     reg = build_regressor(model)
     hist = train_regressor(model, reg, windows=windows, epochs=12, lr=0.01, batch_size=128)
     assert hist.losses[-1] < 0.6 * hist.losses[0]
-    val = SyntheticShapes(50, image_size=64, mode="localization", seed=4)
-    err = evaluate_localization(model, reg, val, scales)
+    val = SyntheticShapes(100, image_size=64, mode="localization", seed=4)
+    gts = ground_truth(val)
+    err = {}
+    for i in range(len(val)):  # one prediction per image, given to both methods
+        raw = predict_boxes(model, reg, val[i]["image"], scales)
+        for method in ("merge", "nms"):
+            loc = merge_predictions(raw, 5, method)
+            err.setdefault(method, []).append((loc.classes, loc.boxes))
+    top5 = {m: localization_error(p, gts, k=5) for m, p in err.items()}
+    top1 = {m: localization_error(p, gts, k=1) for m, p in err.items()}
     baseline = centre_box_error(val)  # knows the class: only its box can be wrong
-    print(f"localization error: merge {err['merge']:.3f}, nms {err['nms']:.3f}, centre box {baseline:.3f}")
-    assert baseline > 0.5
-    assert err["merge"] <= 0.55 * baseline
-    assert err["merge"] <= err["nms"]
+    print(f"localization error top-5 / top-1: merge {top5['merge']:.2f} / {top1['merge']:.2f}, "
+          f"nms {top5['nms']:.2f} / {top1['nms']:.2f}; centre box with the true class {baseline:.2f}")
+    assert baseline > 0.6
+    assert top5["merge"] <= baseline - 0.25
+    # accumulation matches NMS on 5 guesses (within 3 of 100 images) and ranks its best guess better
+    assert top5["merge"] <= top5["nms"] + 0.03
+    assert top1["merge"] <= top1["nms"]
 
 
 def test_cli_train_regressor_then_localize(tmp_path, capsys):
