@@ -1,10 +1,10 @@
 """Training speed: the fast model's forward+backward against its bare GEMMs, and small-model images/s.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--batch 16]
-        [--reps 3] [--steps 60] [--skip-fast]
+        [--reps 5] [--steps 60] [--skip-fast]
 
-(1) The full fast model (Table 1, 1000 classes, 231x231 input) at batch 16: median wall time of
-    one forward + backward (train mode: dropout on), and, in the same run, the median time of the
+(1) The full fast model (Table 1, 1000 classes, 231x231 input) at batch 16: best wall time of
+    one forward + backward (train mode: dropout on), and, in the same run, the best time of the
     bare matrix products it contains, with the same shapes and memory layouts: per conv layer the
     forward GEMM W (F, C*k*k) @ cols and the two backward GEMMs dW = dY @ cols^T and
     dcols = W^T @ dY (layer 1 skips dcols, as the model does), per full layer x @ W^T, dY^T @ x
@@ -31,14 +31,18 @@ from overfeat_np.optim import SGD
 from overfeat_np.train import TrainConfig, build_model, default_transforms, train
 
 
-def _median_time(fn, reps: int) -> float:
-    fn()  # warm-up: page faults, BLAS thread start
-    times = []
+def _interleaved_times(fns, reps: int):
+    """Best wall time of each function over `reps` rounds, run alternately so that load from other
+    processes hits all of them alike (the minimum is the least disturbed run)."""
+    for fn in fns:
+        fn()  # warm-up: page faults, BLAS thread start
+    times = [[] for _ in fns]
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [min(t) for t in times]
 
 
 def _gemm_shapes(model, batch: int):
@@ -76,7 +80,6 @@ def bench_fast(batch: int, reps: int):
         _, d = softmax_cross_entropy(logits, labels)
         model.backward(d, cache)
 
-    t_model = _median_time(step, reps)
     operands = []
     for _, gemms in _gemm_shapes(model, batch):
         for a_shape, b_shape, tb in gemms:
@@ -88,10 +91,10 @@ def bench_fast(batch: int, reps: int):
         for a, b in operands:
             a @ b
 
-    t_gemm = _median_time(gemms, reps)
+    t_model, t_gemm = _interleaved_times([step, gemms], reps)
     macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands)
     print(f"fast model, batch {batch}, forward+backward: {1e3 * t_model:.0f} ms "
-          f"(median of {reps}); its {len(operands)} bare GEMMs: {1e3 * t_gemm:.0f} ms "
+          f"(best of {reps}); its {len(operands)} bare GEMMs: {1e3 * t_gemm:.0f} ms "
           f"({2 * macs / t_gemm / 1e9:.0f} GFLOP/s); ratio {t_model / t_gemm:.2f}")
 
 
@@ -130,7 +133,7 @@ def bench_small(steps: int, batch: int = 32):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=16, help="fast model batch (default 16)")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--steps", type=int, default=60, help="small model steps per measurement")
     p.add_argument("--skip-fast", action="store_true", help="only the small model part")
     args = p.parse_args()
