@@ -178,12 +178,13 @@ class RegressorHistory:
     losses: list = field(default_factory=list)  # mean L2 loss of each epoch
     steps: int = 0
     windows: int = 0  # trained windows per epoch
+    seen: int = 0  # windows passed through the head in all (steps x batch)
     feature_seconds: float = 0.0
     train_seconds: float = 0.0
 
     @property
     def windows_per_second(self) -> float:
-        return self.steps and self.windows * len(self.losses) / max(self.train_seconds, 1e-9)
+        return self.seen / max(self.train_seconds, 1e-9)
 
 
 def _init_output_bias(regressor: Regressor, windows: WindowSet):
@@ -242,6 +243,7 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
             hist.steps += 1
             loss_sum += loss * len(idx)
             seen += len(idx)
+            hist.seen += len(idx)
         hist.losses.append(loss_sum / max(seen, 1))
     hist.train_seconds = time.perf_counter() - t0
     return hist
