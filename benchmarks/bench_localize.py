@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 from overfeat_np.backend import get_backend
 from overfeat_np.data import SyntheticShapes
 from overfeat_np.localize import merge_predictions, predict_boxes, train_regressor, window_samples
@@ -47,7 +49,8 @@ def main(argv=None):
     print(f"small model width {args.width}, {args.backend}, scales {list(scales)}")
 
     predict_boxes(model, reg, images[0], scales)  # warm-up
-    t_pred, t_merge, t_nms, n_boxes = 0.0, 0.0, 0.0, 0
+    times = {"predict_boxes": [], "greedy_merge": [], "nms (baseline)": []}
+    n_boxes = 0
     for img in images[1:]:
         t0 = time.perf_counter()
         pred = predict_boxes(model, reg, img, scales)
@@ -57,24 +60,29 @@ def main(argv=None):
         t2 = time.perf_counter()
         merge_predictions(pred, method="nms")
         t3 = time.perf_counter()
-        t_pred, t_merge, t_nms, n_boxes = t_pred + t1 - t0, t_merge + t2 - t1, t_nms + t3 - t2, n_boxes + len(pred.boxes)
-    n = len(images) - 1
-    print(f"predict_boxes:  {1e3 * t_pred / n:8.1f} ms/image  ({n_boxes / n:.0f} boxes/image)")
-    print(f"greedy_merge:   {1e3 * t_merge / n:8.1f} ms/image")
-    print(f"nms (baseline): {1e3 * t_nms / n:8.1f} ms/image")
-    print(f"localize total: {1e3 * (t_pred + t_merge) / n:8.1f} ms/image")
+        for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[key].append(dt)
+        n_boxes += len(pred.boxes)
+    # best and median over images: the best is robust to other processes sharing the CPU
+    print(f"{len(images) - 1} images, {n_boxes / (len(images) - 1):.0f} boxes/image; ms/image best (median)")
+    for key, ts in times.items():
+        print(f"  {key:<16} {1e3 * min(ts):8.1f} ({1e3 * np.median(ts):.1f})")
+    total = [a + b for a, b in zip(times["predict_boxes"], times["greedy_merge"])]
+    print(f"  {'localize total':<16} {1e3 * min(total):8.1f} ({1e3 * np.median(total):.1f})")
 
     train_set = SyntheticShapes(args.train_images, image_size=64, mode="localization", seed=2)
     windows = window_samples(model, train_set, scales)
     _sync(xp)
     print(f"window_samples: {args.train_images * len(scales) / windows.seconds:8.1f} image-scales/s "
           f"({len(windows)} windows from {args.train_images} images, {windows.seconds:.2f} s)")
-    hist = train_regressor(model, reg, windows=windows, epochs=args.epochs, batch_size=128)
-    _sync(xp)
     per_img = len(windows) / args.train_images
-    print(f"train_regressor: {hist.windows_per_second:8.0f} windows/s = "
-          f"{hist.windows_per_second / per_img:.0f} images/s (all scales; {per_img:.0f} windows/image), "
-          f"{hist.steps} steps in {hist.train_seconds:.2f} s")
+    best = 0.0
+    for _ in range(args.epochs):  # one epoch per run, best of: robust to other load
+        hist = train_regressor(model, reg, windows=windows, epochs=1, batch_size=128)
+        _sync(xp)
+        best = max(best, hist.windows_per_second)
+    print(f"train_regressor: {best:8.0f} windows/s = {best / per_img:.0f} images/s (all scales; "
+          f"{per_img:.0f} windows/image; best of {args.epochs} epochs of {hist.steps} steps)")
     return 0
 
 
