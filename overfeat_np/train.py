@@ -244,6 +244,11 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
         if path is None:
             raise ValueError("resume=True needs an out_dir holding latest.npz; pass the checkpoint path")
         ckpt = load_checkpoint(path)
+        saved = ckpt.get("train_config") or {}
+        for key in ("seed", "batch_size"):  # they fix the batches; another value cannot continue the run
+            if key in saved and saved[key] != getattr(config, key):
+                raise ValueError(f"cannot resume {path}: it was trained with {key}={saved[key]}, this run "
+                                 f"has {key}={getattr(config, key)}; use the same value or a new out_dir")
         restore_checkpoint(ckpt, model, optimizer, schedule)
         st = ckpt["state"]
         epoch, start_batch, step = int(st["epoch"]), int(st["batch"]), int(st["global_step"])

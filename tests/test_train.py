@@ -160,6 +160,8 @@ def test_resume_with_a_different_model_is_refused(tmp_path, tiny_data):
     train(_tiny_run(tmp_path, max_steps=2), train_set)
     with pytest.raises(ValueError, match="another architecture"):
         train(_tiny_run(tmp_path, width=0.25), train_set, resume=True)
+    with pytest.raises(ValueError, match="batch_size=16"):
+        train(_tiny_run(tmp_path, batch_size=8), train_set, resume=True)
 
 
 def test_max_steps_stops_with_a_checkpoint(tmp_path, tiny_data):
