@@ -107,7 +107,7 @@ print(f"{len(windows)} windows from {len(train_set)} images x {len(SCALES)} scal
 regs, hists = {}, {}
 for name, per_class in (("SCR", False), ("PCR", True)):
     regs[name] = build_regressor(model, per_class=per_class)
-    hists[name] = train_regressor(model, regs[name], windows=windows, epochs=12, lr=0.01, batch_size=128)
+    hists[name] = train_regressor(model, regs[name], windows=windows, epochs=20, lr=0.01, batch_size=128)
     print(f"{name}: loss {hists[name].losses[0]:.3f} -> {hists[name].losses[-1]:.3f}, "
           f"{hists[name].windows_per_second:.0f} windows/s")
 fig, ax = plt.subplots(figsize=(5, 2.8))
