@@ -24,7 +24,7 @@ import numpy as np
 
 from .backend import get_array_module, to_numpy
 from .models import OverFeat, OverFeatConfig
-from .serialization import atomic_savez, describe_architecture
+from .serialization import atomic_savez, describe_architecture, read_npz
 
 FORMAT_VERSION = 1
 _META_KEY, _FORMAT_KEY = "__checkpoint__", "__format__"
@@ -106,25 +106,16 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint into a dict: params {key: array}, model_config (OverFeatConfig), rng,
     optimizer, schedule, state, train_config, classes (the fields given to `save_checkpoint`)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r}")
     hint = "a checkpoint is written by `overfeat-np train` (latest.npz in its --out folder)"
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:  # BadZipFile, pickle, empty file, ...
-        raise ValueError(f"{path!r} is not a readable checkpoint ({type(exc).__name__}: {exc}); {hint}") from exc
-    if not hasattr(z, "files") or _META_KEY not in z.files:
-        if hasattr(z, "files") and "__config__" in z.files:
+    z = read_npz(path, "checkpoint", hint)
+    if _META_KEY not in z:
+        if "__config__" in z:
             raise ValueError(f"{path!r} is a weights file, not a checkpoint; pass it as --weights "
                              "(or load it with serialization.load_weights)")
         raise ValueError(f"{path!r} is not an overfeat-np checkpoint (no {_META_KEY}); {hint}")
-    with z:
-        try:
-            version = int(z[_FORMAT_KEY])
-            meta = _join_arrays(json.loads(str(z[_META_KEY])), z)
-            params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
-        except Exception as exc:  # a truncated member
-            raise ValueError(f"{path!r} is a corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
+    version = int(z[_FORMAT_KEY])
+    meta = _join_arrays(json.loads(str(z[_META_KEY])), z)
+    params = {k[len("param/"):]: v for k, v in z.items() if k.startswith("param/")}
     if version > FORMAT_VERSION:
         raise ValueError(f"{path!r} has checkpoint format {version}, newer than this overfeat-np reads "
                          f"({FORMAT_VERSION}); upgrade overfeat-np")

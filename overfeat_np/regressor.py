@@ -36,7 +36,7 @@ from .dense import dense_head, num_windows
 from .layers import Conv2D, ReLU, Sequential
 from .losses import l2_loss
 from .models import OverFeat, OverFeatConfig
-from .serialization import atomic_savez, describe_architecture
+from .serialization import atomic_savez, describe_architecture, read_npz
 
 MIN_OVERLAP = 0.5  # Section 4: windows overlapping the box by less than 50% are not trained on
 FORMAT_VERSION = 1
@@ -248,19 +248,12 @@ def load_regressor(path, model: OverFeat | None = None, backend: str | None = No
     "cupy" when no model is given (default numpy).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no regressor file at {path!r}")
     hint = "write one with overfeat-np train-regressor (or localize.save_regressor)"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if _META_KEY not in z.files:
-                raise ValueError(f"{path!r} is an .npz file but not a regressor (no {_META_KEY}); {hint}")
-            meta = json.loads(str(z[_META_KEY]))
-            arrays = {k[len("head."):]: z[k] for k in z.files if k.startswith("head.")}
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path!r} is not a readable regressor file ({type(exc).__name__}: {exc}); {hint}") from exc
+    z = read_npz(path, "regressor file", hint)
+    if _META_KEY not in z:
+        raise ValueError(f"{path!r} is an .npz file but not a regressor (no {_META_KEY}); {hint}")
+    meta = json.loads(str(z[_META_KEY]))
+    arrays = {k[len("head."):]: v for k, v in z.items() if k.startswith("head.")}
     if int(meta.get("format", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path!r} has regressor format {meta['format']}, newer than this overfeat-np reads "
                          f"({FORMAT_VERSION}); upgrade overfeat-np")

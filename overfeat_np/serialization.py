@@ -97,31 +97,39 @@ def load_weights(path, model: OverFeat | None = None, backend: str = "numpy") ->
     return model
 
 
-def _read(path):
-    """(config, {key: float32 array}) from a weights file, with clear errors for bad files."""
+def read_npz(path, what: str, hint: str) -> dict:
+    """Every array of an .npz archive, read eagerly and without pickle, with errors that name the
+    file and the `what` it should be ("weights file", "checkpoint", ...): missing
+    (FileNotFoundError), unreadable, a single .npy, or a member cut short (ValueError ending with
+    `hint`, which says how such a file is made)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no weights file at {path!r}")
-    hint = "write it with overfeat_np.serialization.save_weights"
+        raise FileNotFoundError(f"no {what} at {path!r}")
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as exc:  # BadZipFile, pickled or text data, empty file, ...
-        raise ValueError(f"{path!r} is not a readable .npz weights file ({type(exc).__name__}: {exc}); "
-                         f"{hint}") from exc
+        raise ValueError(f"{path!r} is not a readable .npz {what} ({type(exc).__name__}: {exc}); {hint}") from exc
     if not hasattr(z, "files"):  # np.load gave a bare array: an .npy file
-        raise ValueError(f"{path!r} is a single .npy array, not an .npz weights file; {hint}")
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz {what}; {hint}")
     with z:
-        if _CONFIG_KEY not in z.files or _FORMAT_KEY not in z.files:
-            raise ValueError(f"{path!r} is an .npz file but not an overfeat-np weights file (no "
-                             f"{_CONFIG_KEY}/{_FORMAT_KEY}); {hint}, or for the original OverFeat "
-                             "release files use overfeat_np.weights.load_official")
         try:
-            version = int(z[_FORMAT_KEY])
-            config = OverFeatConfig.from_dict(json.loads(str(z[_CONFIG_KEY])))
-            weights = {k: z[k] for k in z.files if k not in (_CONFIG_KEY, _FORMAT_KEY)}
+            return {k: z[k] for k in z.files}
         except Exception as exc:  # a member cut short or corrupt: zlib/zip/EOF/format errors
-            raise ValueError(f"{path!r} is a corrupt or truncated weights file ({type(exc).__name__}: "
+            raise ValueError(f"{path!r} is a corrupt or truncated {what} ({type(exc).__name__}: "
                              f"{exc}); {hint}") from exc
+
+
+def _read(path):
+    """(config, {key: float32 array}) from a weights file, with clear errors for bad files."""
+    path = os.fspath(path)
+    hint = "write it with overfeat_np.serialization.save_weights"
+    weights = read_npz(path, "weights file", hint)
+    if _CONFIG_KEY not in weights or _FORMAT_KEY not in weights:
+        raise ValueError(f"{path!r} is an .npz file but not an overfeat-np weights file (no "
+                         f"{_CONFIG_KEY}/{_FORMAT_KEY}); {hint}, or for the original OverFeat "
+                         "release files use overfeat_np.weights.load_official")
+    version = int(weights.pop(_FORMAT_KEY))
+    config = OverFeatConfig.from_dict(json.loads(str(weights.pop(_CONFIG_KEY))))
     if version > FORMAT_VERSION:
         raise ValueError(f"{path!r} has weights format {version}, newer than this overfeat-np reads "
                          f"({FORMAT_VERSION}); upgrade overfeat-np")

@@ -151,7 +151,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable .npz checkpoint"):
         load_checkpoint(tmp_path / "junk.npz")
 
 
