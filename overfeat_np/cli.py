@@ -1,8 +1,10 @@
 """The `overfeat-np` command line (also `python -m overfeat_np`).
 
-    overfeat-np demo [--quick] [--out runs/demo]
+    overfeat-np demo [--quick] [--out runs/demo]       # all three tasks -> runs/demo/showcase.png
     overfeat-np train (--data ROOT | --synthetic N) [--model small] [--epochs 10] [--resume] ...
     overfeat-np evaluate (--checkpoint PATH | --weights PATH) (--data ROOT | --synthetic N)
+    overfeat-np evaluate --task localization --weights PATH --regressor PATH (--data ROOT | --synthetic N)
+    overfeat-np evaluate --task detection --detector PATH --regressor PATH (--data ROOT | --synthetic N)
     overfeat-np classify IMAGE... --checkpoint PATH [--top-k 5] [--scales 1,2,4,6]
     overfeat-np features IMAGE... --checkpoint PATH --layer K [--out DIR]
 
@@ -207,16 +209,56 @@ def cmd_train(args):
 
 
 # --- evaluate --------------------------------------------------------------------------------
+TASKS = ("classification", "localization", "detection")
+
+
 def _evaluate_args(p):
-    _add_model_source(p)
+    p.add_argument("--task", choices=TASKS, default="classification",
+                   help="classification: top-1/top-5 (needs --checkpoint or --weights); localization: "
+                        "top-5 localization error, greedy merge vs NMS vs a centre box (Section 4; also "
+                        "--regressor); detection: mAP (Section 5; needs --detector and --regressor, same as "
+                        "the evaluate-detection subcommand)")
+    _add_model_source(p, required=False)
+    p.add_argument("--regressor", help="localization: train-regressor's file; detection: the regressor on the "
+                                       "detector's features (train-detector's regressor.npz)")
+    p.add_argument("--detector", help="detection: detector weights (train-detector's detector.npz)")
     _add_data(p)
-    p.add_argument("--seed", type=int, default=0, help="synthetic set seed used for training (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic set seed used for training (default 0); "
+                                                       "the evaluation images use seed+1000")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--scales", help="localization: scale numbers of the model's Table-5 scales or HxW sizes "
+                                    "(default 1,2,4,6); detection: sizes, 104,136 or HxW (default "
+                                    "detect.default_scales)")
+    p.add_argument("--threshold", type=float, default=0.5, help="detection: per-location class probability")
+    p.add_argument("--t", type=float, default=0.5, help="greedy merge threshold (default 0.5)")
+    p.add_argument("--limit", type=int, help="localization/detection: evaluate the first N images only")
+    p.add_argument("--out", help="detection: folder for pr_curves.png and map.json (default: print only)")
 
 
-@command("evaluate", "top-1/top-5 accuracy of a trained model on a validation set", _evaluate_args)
+def _require(args, names: str, task: str, hint: str):
+    """CLIError unless one of the --options in `names` ("a|b") was given."""
+    if not any(getattr(args, n.replace("-", "_")) for n in names.split("|")):
+        given = " or ".join(f"--{n}" for n in names.split("|"))
+        raise CLIError(f"evaluate --task {task} needs {given} ({hint})")
+
+
+@command("evaluate", "evaluate a trained model: classification accuracy (default), localization error "
+                     "(--task localization) or detection mAP (--task detection)", _evaluate_args)
 def cmd_evaluate(args):
+    if args.task == "detection":
+        from .cli_detect import run_evaluate_detection
 
+        _require(args, "detector", "detection", "the fine-tuned detector, e.g. runs/demo/detector.npz")
+        _require(args, "regressor", "detection", "boxes regressed on the detector's features, e.g. "
+                                                 "runs/demo/detector_regressor.npz; evaluate-detection runs without")
+        return run_evaluate_detection(args)
+    _require(args, "checkpoint|weights", args.task, "the trained classifier, e.g. runs/demo/weights.npz")
+    if args.task == "localization":
+        from .cli_localize import run_evaluate_localization
+
+        _require(args, "regressor", "localization", "overfeat-np train-regressor's output, e.g. "
+                                                    "runs/demo/regressor.npz")
+        return run_evaluate_localization(args)
     model, _ = _load_model(args)
     _, val_set, (_, eval_tf) = _datasets(args, model.config.input_size, need_train=False)
     if val_set is None:
@@ -338,19 +380,24 @@ def cmd_features(args):
 # --- demo ------------------------------------------------------------------------------------
 def _demo_args(p):
     p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="a ~20 s version (fewer images and steps)")
+    p.add_argument("--quick", action="store_true", help="a ~30 s version (fewer images and steps)")
     p.add_argument("--no-progress", action="store_true")
 
 
-@command("demo", "train the small model on synthetic shapes (minutes on a CPU) and plot it", _demo_args)
+@command("demo", "the README's first command: train the small model on synthetic shapes, then show "
+                 "classification, localization and detection in one picture (minutes on a CPU)", _demo_args)
 def cmd_demo(args):
-
     s = run_demo(args.out, quick=args.quick, backend=args.backend, progress=not args.no_progress)
-    c = s["classification"]
-    print(f"demo finished in {s['seconds']:.0f} s: validation top-1 {c['val_top1']:.3f} "
-          f"on {c['val_images']} held-out images ({len(c['classes'])} classes, chance "
-          f"{1 / len(c['classes']):.3f}); pictures in {s['out_dir']}: "
-          + ", ".join(f for f in s["files"] if f.endswith(".png")))
+    c, loc, det = s["classification"], s["localization"], s["detection"]
+    print(f"demo finished in {s['seconds']:.0f} s; outputs in {s['out_dir']}")
+    print(f"  classification: validation top-1 {c['val_top1']:.3f}, top-5 {c['val_top5']:.3f} on "
+          f"{c['val_images']} held-out images ({len(c['classes'])} classes, chance {1 / len(c['classes']):.3f})")
+    print(f"  localization:   error (top-5, IoU >= 0.5) greedy merge {loc['error_merge']:.3f}, NMS "
+          f"{loc['error_nms']:.3f}, centre box {loc['error_centre_box']:.3f} on {loc['val_images']} images")
+    print(f"  detection:      mAP {det['mAP']:.3f} (classifier alone {det['mAP_classifier_only']:.3f}) on "
+          f"{det['test_images']} images")
+    print(f"  pictures: {os.path.join(s['out_dir'], 'showcase.png')} (the three tasks), "
+          + ", ".join(f for f in s["files"] if f.endswith(".png") and f != "showcase.png"))
     return 0
 
 

@@ -2,7 +2,8 @@
 
     overfeat-np train-detector --checkpoint runs/demo/latest.npz --synthetic 400 --out runs/detector
     overfeat-np detect IMAGE... --detector runs/detector/detector.npz --regressor runs/detector/regressor.npz
-    overfeat-np evaluate-detection --detector runs/detector/detector.npz --synthetic 100
+    overfeat-np evaluate --task detection --detector runs/detector/detector.npz \
+        --regressor runs/detector/regressor.npz --synthetic 100   (evaluate-detection: the same)
 
 They register themselves with `cli.command` when this module is imported (cli.py imports it).
 `run_evaluate_detection(args)` also serves `overfeat-np evaluate --task detection`.
@@ -16,10 +17,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from .cli import CLIError, _add_model_source, _load_model, _read_images, command
-from .data import ImageFolderDataset, SyntheticShapes
+from .data import ImageFolderDataset
+from .demo import detection_set
 from .detect import default_scales, detect, detections_to_json, evaluate_detection
 from .detect_train import DetectorTrainConfig, background_index, make_detector, train_detector
 from .serialization import load_weights, save_weights
@@ -45,8 +45,7 @@ def parse_scales(text, config) -> tuple:
 
 def _synthetic_detection(n, config, num_classes, seed):
     # Images twice the training size hold 0..3 objects of 0.2-0.45 of the side (about 0.4-0.9 of a window).
-    return SyntheticShapes(n, image_size=2 * config.input_size, mode="detection", num_classes=num_classes,
-                           seed=seed, min_scale=0.2, cache=True)
+    return detection_set(n, seed, config.input_size, num_classes)
 
 
 def _class_names(args, path, n):
@@ -219,26 +218,14 @@ def run_evaluate_detection(args) -> int:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "map.json"), "w") as f:
             json.dump({"mAP": m, "AP": {names[c]: ap for c, ap in per_class.items()}, "images": n}, f, indent=1)
-        _plot_curves(curves, names, os.path.join(args.out, "pr_curves.png"))
+        from .showcase import plot_pr_curves
+
+        plot_pr_curves(curves, names, os.path.join(args.out, "pr_curves.png"), per_class,
+                       title=f"{n} images: mAP {m:.2f}")
     return 0
 
 
-def _plot_curves(curves, names, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for c, (p, r, _) in curves.items():
-        if len(r) and not np.isnan(r).all():
-            ax.plot(r, p, label=names[c])
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-@command("evaluate-detection", "mAP of a detector on a data set (Section 5)", add_evaluate_detection_args)
+@command("evaluate-detection", "mAP of a detector on a data set (Section 5); the same as evaluate --task "
+                               "detection, but --regressor is optional (windows as boxes)", add_evaluate_detection_args)
 def cmd_evaluate_detection(args):
     return run_evaluate_detection(args)

@@ -4,9 +4,11 @@
                                 [--scales 1,2,4,6] [--per-class] [--epochs 10] [--out regressor.npz]
     overfeat-np localize IMAGE... (--checkpoint PATH | --weights PATH) --regressor PATH
                                 [--scales 1,2,4,6] [--method merge|nms] [--out-dir DIR]
+    overfeat-np evaluate --task localization (--checkpoint PATH | --weights PATH) --regressor PATH
+                                (--data ROOT | --synthetic N) [--scales 1,2,4,6] [--limit N]
 
 Both register with `cli.command` like the other subcommands; `cli.py` imports this module at
-its end. `add_train_regressor_parser(subparsers)` / `add_localize_parser(subparsers)` add the
+its end. `run_evaluate_localization(args)` serves `overfeat-np evaluate --task localization`. `add_train_regressor_parser(subparsers)` / `add_localize_parser(subparsers)` add the
 same subcommands to any other argparse parser (they set `func=`).
 """
 
@@ -18,7 +20,8 @@ from PIL import Image, ImageDraw
 
 from .backend import BACKENDS
 from .cli import CLIError, _add_model_source, _load_model, _read_images, command
-from .data import ImageFolderDataset, SyntheticShapes
+from .data import ImageFolderDataset
+from .demo import localization_set
 from .localize import (
     METHODS,
     centre_box_error,
@@ -85,11 +88,9 @@ def _train_args(p):
 def _localization_sets(args, model):
     """(train_set, val_set or None) with boxes, from --synthetic N or --data ROOT."""
     if args.synthetic:
-        n_cls = model.config.num_classes
-        size = model.config.input_size  # objects of 20-80% of the training window
-        kw = {"image_size": size, "mode": "localization", "num_classes": n_cls}
-        return (SyntheticShapes(args.synthetic, seed=args.seed, **kw),
-                SyntheticShapes(max(args.synthetic // 8, 20), seed=args.seed + 1000, **kw))
+        size, n_cls = model.config.input_size, model.config.num_classes  # objects of 20-80% of the window
+        return (localization_set(args.synthetic, args.seed, size, n_cls),
+                localization_set(max(args.synthetic // 8, 20), args.seed + 1000, size, n_cls))
     if not os.path.isdir(args.data):
         raise CLIError(f"data folder {args.data} does not exist (expected an ImageNet layout with boxes)")
     val = ImageFolderDataset(args.data, "val") if os.path.isdir(os.path.join(args.data, "val")) else None
@@ -116,6 +117,38 @@ def run_train_regressor(args):
         parts = ", ".join(f"{m} {e:.3f}" for m, e in err.items())
         print(f"validation localization error (top-5, IoU >= 0.5) on {len(val_set)} images: {parts}; "
               f"centre box with the true class: {centre_box_error(val_set):.3f}")
+    return 0
+
+
+# --- evaluate --task localization ----------------------------------------------------------------
+def run_evaluate_localization(args) -> int:
+    """Top-5 localization error (IoU >= 0.5) of --regressor on the classifier, merge vs NMS vs centre box.
+
+    Reads the `overfeat-np evaluate` arguments: the classifier (--checkpoint/--weights), --regressor,
+    --synthetic N (N localization images, seed --seed + 1000, as `demo`) or --data ROOT (val/ split
+    with boxes), --scales (default 1,2,4,6), --t, --limit.
+    """
+    model, _ = _load_model(args)
+    if not os.path.isfile(args.regressor):
+        raise CLIError(f"regressor file {args.regressor} does not exist (write one with overfeat-np train-regressor)")
+    reg = load_regressor(args.regressor, model)
+    scales = parse_scales(args.scales or PAPER_SCALES, model.config)
+    if args.synthetic:
+        val = localization_set(args.synthetic, args.seed + 1000, model.config.input_size, model.config.num_classes)
+    else:
+        if not os.path.isdir(os.path.join(args.data, "val")):
+            raise CLIError(f"{args.data} has no val/ folder to evaluate on")
+        val = ImageFolderDataset(args.data, "val")
+        if val.num_classes != model.config.num_classes:
+            raise CLIError(f"the model has {model.config.num_classes} classes, the data {val.num_classes}")
+    if args.limit is not None:
+        val = [val[i] for i in range(min(args.limit, len(val)))]
+    if not len(val):
+        raise CLIError("no images to evaluate on")
+    err = evaluate_localization(model, reg, val, scales, t=args.t)
+    print(f"{len(val)} images at scales {[tuple(s) for s in scales]}: localization error (top-5, IoU >= 0.5) "
+          f"greedy merge {err['merge']:.4f}, NMS {err['nms']:.4f}; "
+          f"centre box with the true class {centre_box_error(val):.4f}")
     return 0
 
 
@@ -179,4 +212,4 @@ def add_localize_parser(subparsers):
 
 
 __all__ = ["add_localize_parser", "add_train_regressor_parser", "draw_localization", "parse_scales",
-           "run_localize", "run_train_regressor"]
+           "run_evaluate_localization", "run_localize", "run_train_regressor"]

@@ -3,7 +3,8 @@
 Row per image: classification (top-5 classes of the multi-scale dense classifier, Section 3.3),
 localization (the best merged regressor box, Section 4), detection (every object found with a
 background class and greedy merge, Section 5; dashed white: ground truth when known).
-`overfeat-np demo` ends with it; `draw_detections` also draws the `overfeat-np detect` picture.
+`overfeat-np demo` ends with it; `draw_detections` also draws the `overfeat-np detect` picture,
+`plot_pr_curves` the precision/recall curves of the demo and of `overfeat-np evaluate --task detection`.
 """
 
 from __future__ import annotations
@@ -42,15 +43,57 @@ def draw_detections(ax, image, detections, class_names=None, gt_boxes=None, titl
         ax.set_title(title, fontsize=8)
 
 
+def plot_pr_curves(curves, class_names, out_png, ap=None, title=None):
+    """Precision against recall per class -> out_png.
+
+    curves: {class: (precision (n,), recall (n,), thresholds (n,))} (`detect.evaluate_detection`);
+    ap: {class: AP} to put in the legend. Classes without ground truth (NaN recall) are skipped.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    drawn = 0
+    for c, (p, r, _) in curves.items():
+        if len(r) and not np.isnan(r).all():
+            label = _name(class_names, c) + ("" if ap is None else f" (AP {ap[c]:.2f})")
+            ax.plot(r, p, label=label, color=_COLOURS[c % len(_COLOURS)], lw=1.8)
+            drawn += 1
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no detections", ha="center", transform=ax.transAxes)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.savefig(out_png, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
+
+
+def _passes(d, min_score) -> bool:
+    return d.score >= (min_score.get(d.cls, float("inf")) if isinstance(min_score, dict) else min_score)
+
+
 def showcase(images, classifier, regressor, detector, out_png, class_names=None, det_regressor=None,
-             scales=None, score_threshold: float = 0.5, k: int = 5):
+             scales=None, score_threshold: float = 0.5, k: int = 5, min_score=0.0, caption=None):
     """Draw classification, localization and detection of each image in one figure -> out_png.
 
-    images: uint8 (H, W, 3) arrays or sample dicts (their boxes are drawn dashed as ground truth);
+    One row per image: the input (dashed white: ground truth when known), the top-k classes of the
+    multi-scale classifier as bars (mean over scales of each class's spatial maximum, Section 3.3),
+    the best localization box (Section 4) and the detections (Section 5).
+    images: uint8 (H, W, 3) arrays or sample dicts (their boxes are drawn as ground truth);
     classifier: the C-class OverFeat; regressor: its box regressor (None: the classifier's merged
     windows); detector: the (C+1)-class detector; det_regressor: the regressor trained on the
-    detector's features (None: windows). scales default to `detect.default_scales`. Returns
-    the list of detections per image. A few seconds for 4 images with the small model.
+    detector's features (None: windows). scales default to `detect.default_scales`.
+    score_threshold: per-location probability that proposes a box (`detect.detect`); min_score:
+    the merged score from which a detection is drawn, a float or {class: score} (classes left out
+    are not drawn), e.g. each class's best-F1 threshold on a test set; caption: a figure title.
+    Returns the drawn detections per image. A few seconds for 4 images with the small model.
     """
     import matplotlib
 
@@ -62,31 +105,46 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
 
     scales = default_scales(classifier.config) if scales is None else scales
     samples = [im if isinstance(im, dict) else {"image": im, "boxes": None} for im in images]
-    fig, axes = plt.subplots(len(samples), 3, figsize=(9, 3 * len(samples)), squeeze=False)
+    n = len(samples)
+    fig, axes = plt.subplots(n, 4, figsize=(11.5, 2.9 * n + (0.4 if caption else 0)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 0.75, 1, 1]})
+    heads = ("input (dashed: truth)", f"classification: top-{k}", "localization: best box", "detection")
     out = []
-    for row, s in zip(axes, samples):
-        img = s["image"]
+    for r, (row, s) in enumerate(zip(axes, samples)):
+        img, gt = s["image"], s.get("boxes")
+        draw_detections(row[0], img, [], gt_boxes=gt)
+
         scores, _ = classify_multiscale(classifier, img, scales, flip=False)
-        top = top_k(scores, k)
-        row[0].imshow(img)
-        row[0].set_axis_off()
-        row[0].set_title("classification", fontsize=8)
-        row[0].text(1, 1, "\n".join(f"{_name(class_names, c)} {scores[c]:.2f}" for c in top), va="top",
-                    fontsize=7, color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+        top = top_k(scores, k)[::-1]  # best at the top of the bar chart
+        row[1].barh(range(len(top)), scores[top], color=[_COLOURS[c % len(_COLOURS)] for c in top])
+        row[1].set_yticks(range(len(top)), [_name(class_names, c) for c in top], fontsize=8)
+        row[1].set_xlim(0, 1)
+        row[1].tick_params(axis="x", labelsize=7)
+        row[1].set_box_aspect(1)
+        row[1].spines[["top", "right"]].set_visible(False)
+
         if regressor is not None:
             loc = localize(classifier, regressor, img, scales, k=1)
             best = [(int(c), float(sc), tuple(b)) for c, b, sc in zip(loc.classes, loc.boxes, loc.confidences)]
         else:
             best = [(d.cls, d.score, d.box) for d in detect_with_classifier(classifier, img, scales)[:1]]
-        row[1].imshow(img)
-        draw_boxes(row[1], [b for _, _, b in best], [_name(class_names, c) for c, _, _ in best],
-                   [_COLOURS[c % len(_COLOURS)] for c, _, _ in best])
-        row[1].set_axis_off()
-        row[1].set_title("localization (top-1 box)", fontsize=8)
-        dets = detect(detector, det_regressor, img, scales, score_threshold)
-        draw_detections(row[2], img, dets, class_names, s.get("boxes"), f"detection ({len(dets)} objects)")
+        row[2].imshow(img)
+        draw_boxes(row[2], [b for _, _, b in best], [f"{_name(class_names, c)} {sc:.1f}" for c, sc, _ in best],
+                   [_COLOURS[c % len(_COLOURS)] for c, _, _ in best], lw=2.5)
+        row[2].set_axis_off()
+
+        dets = [d for d in detect(detector, det_regressor, img, scales, score_threshold) if _passes(d, min_score)]
+        draw_detections(row[3], img, dets, class_names, gt)
+        row[3].text(0.02, 0.02, f"{len(dets)} found" + ("" if gt is None else f", {len(gt)} true"),
+                    transform=row[3].transAxes, fontsize=8, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 2, "lw": 0})
         out.append(dets)
+        if r == 0:
+            for ax, head in zip(row, heads):
+                ax.set_title(head, fontsize=10)
+    if caption:
+        fig.suptitle(caption, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
+    fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return out

@@ -11,6 +11,13 @@ from conftest import GPU
 from overfeat_np.checkpoint import load_checkpoint
 from overfeat_np.cli import COMMANDS, main
 from overfeat_np.data import SyntheticShapes, write_imagenet_layout
+from overfeat_np.demo import detection_set, localization_set
+from overfeat_np.detect import evaluate_detection
+from overfeat_np.detect_train import make_detector
+from overfeat_np.localize import centre_box_error, evaluate_localization
+from overfeat_np.models import overfeat_small
+from overfeat_np.regressor import build_regressor, save_regressor
+from overfeat_np.serialization import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +104,96 @@ def test_features_dense_maps_over_the_whole_image(tree, tmp_path):
     assert np.load(f).shape[1:] == (5, 5)  # 96 = 64 + 2 * 16: two more positions per axis
 
 
-def test_demo_quick(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
-    for name in ("curves.png", "filters.png", "predictions.png", "latest.npz", "summary.json"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["classification"]["val_top1"] >= 0.5  # 60 steps; chance is 1/6
-    assert "validation top-1" in capsys.readouterr().out
+# --- evaluate --task localization | detection ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def box_models(tmp_path_factory):
+    """Untrained tiny models in files: classifier, its regressor, a detector made from it, its regressor.
+
+    The detector's first class is biased up so that every location proposes a box of it, and the
+    detector's regressor outputs each location's window: the evaluation then has boxes to rank, some
+    of them on objects, and its mAP is a number other than 0."""
+    d = tmp_path_factory.mktemp("boxes")
+    clf = overfeat_small(3, width=0.25, seed=0)
+    det = make_detector(clf)
+    last = max((k for k in det.params if k.startswith("classifier.") and k.endswith(".b")),
+               key=lambda k: int(k.split(".")[1]))
+    det.params[last][0] = 3.0  # class 0 at p ~ 0.87 everywhere, the location's weights vary it a little
+    files = {"weights": d / "w.npz", "regressor": d / "reg.npz", "detector": d / "det.npz",
+             "det_regressor": d / "det_reg.npz"}
+    save_weights(clf, files["weights"])
+    save_regressor(build_regressor(clf, seed=1), files["regressor"])
+    save_weights(det, files["detector"])
+    det_reg = build_regressor(det, seed=2)
+    det_reg.head.layers[-1].params["b"][...] = [0, 0, 1, 1]  # (left, top, right, bottom) of the window
+    save_regressor(det_reg, files["det_regressor"])
+    return {k: str(v) for k, v in files.items()}, clf, det
+
+
+def _numbers_after(text, label):
+    """The float printed right after `label` in text."""
+    return float(text.split(label, 1)[1].split()[0].rstrip(",;"))
+
+
+def test_evaluate_localization_reports_merge_nms_and_centre_box_on_the_seed_1000_set(box_models, capsys):
+    files, clf, _ = box_models
+    argv = ["evaluate", "--task", "localization", "--weights", files["weights"], "--regressor", files["regressor"],
+            "--synthetic", "10", "--scales", "72x72,88x88"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("10 images")
+    from overfeat_np.regressor import load_regressor
+
+    val = localization_set(10, 1000, 64, 3)  # the documented evaluation set: --seed 0 + 1000
+    err = evaluate_localization(clf, load_regressor(files["regressor"], clf), val, ((72, 72), (88, 88)))
+    assert _numbers_after(out, "greedy merge") == pytest.approx(err["merge"], abs=5e-5)
+    assert _numbers_after(out, "NMS") == pytest.approx(err["nms"], abs=5e-5)
+    assert _numbers_after(out, "true class") == pytest.approx(centre_box_error(val), abs=5e-5)
+    assert main([*argv, "--limit", "4"]) == 0
+    assert capsys.readouterr().out.startswith("4 images")
+
+
+def test_evaluate_detection_reports_map_and_matches_evaluate_detection(box_models, tmp_path, capsys):
+    files, _, det = box_models
+    argv = ["--detector", files["detector"], "--regressor", files["det_regressor"], "--synthetic", "8",
+            "--scales", "136,168"]
+    assert main(["evaluate", "--task", "detection", *argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    from overfeat_np.regressor import load_regressor
+
+    data = detection_set(8, 1000, 64, 3)
+    m, per_class, _ = evaluate_detection(det, load_regressor(files["det_regressor"], det), data,
+                                         ((136, 136), (168, 168)))
+    assert 0 < m < 1
+    assert _numbers_after(out, "mAP") == pytest.approx(m, abs=5e-5)
+    saved = json.loads((tmp_path / "map.json").read_text())
+    assert saved["images"] == 8 and saved["mAP"] == pytest.approx(m)
+    assert len(saved["AP"]) == len(per_class) and (tmp_path / "pr_curves.png").stat().st_size > 0
+    assert main(["evaluate-detection", *argv]) == 0  # the standalone subcommand says the same
+    assert capsys.readouterr().out == out
+
+
+def test_evaluate_tasks_name_their_missing_inputs(box_models, capsys):
+    files, _, _ = box_models
+    data = ["--synthetic", "4"]
+    cases = [
+        (["--task", "localization", "--weights", files["weights"]], "needs --regressor"),
+        (["--task", "localization", "--regressor", files["regressor"]], "needs --checkpoint or --weights"),
+        (["--task", "localization", "--weights", files["weights"], "--regressor", "nope.npz"], "does not exist"),
+        (["--task", "detection", "--regressor", files["det_regressor"]], "needs --detector"),
+        (["--task", "detection", "--detector", files["detector"]], "needs --regressor"),
+        (["--task", "detection", "--detector", "nope.npz", "--regressor", files["det_regressor"]], "does not exist"),
+        (["--weights", files["weights"], "--regressor", files["regressor"], "--task", "classification",
+          "--checkpoint", "x"], None),  # argparse: --checkpoint and --weights exclude each other
+        ([], "needs --checkpoint or --weights"),
+    ]
+    for extra, message in cases:
+        code = main(["evaluate", *extra, *data])
+        err = capsys.readouterr().err
+        if message is None:
+            assert code == 2, extra
+            continue
+        assert code == 1 and message in err and "Traceback" not in err, (extra, err)
+    assert main(["evaluate", "--task", "segmentation", *data]) == 2
 
 
 @pytest.mark.skipif(GPU, reason="checks the message shown when CuPy or a GPU is missing")
@@ -142,5 +232,5 @@ def test_python_dash_m_runs_the_cli():
     res = subprocess.run([sys.executable, "-m", "overfeat_np", "--help"], capture_output=True, text=True,
                          timeout=60, check=False)
     assert res.returncode == 0
-    for name in ("train", "evaluate", "classify", "features", "demo"):
+    for name in ("train", "evaluate", "classify", "features", "demo", "localize", "detect", "evaluate-detection"):
         assert name in res.stdout
