@@ -15,15 +15,16 @@ def conv2d_forward(x, W, b, stride: int = 1, pad: int = 0):
     """Cross-correlation (no kernel flip) with zero padding.
 
     x (N, C, H, W), W (F, C, kh, kw), b (F,) -> out (N, F, OH, OW), cache.
+    `out` is an NCHW-shaped view of (F, N, OH, OW) memory, the GEMM's own output order: copying it
+    to NCHW would cost a pass over the largest activations, and the next layer wants it
+    channel-major anyway (see `im2col`).
     """
     f, _, kh, kw = W.shape
     n = x.shape[0]
     cols, (oh, ow) = im2col(x, kh, kw, stride, pad)  # (C*kh*kw, N*OH*OW)
     out = W.reshape(f, -1) @ cols  # (F, N*OH*OW): one GEMM
     out += b[:, None]
-    out = out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
-    xp = get_array_module(out)
-    return xp.ascontiguousarray(out), (x.shape, W, cols, stride, pad)
+    return out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), (x.shape, W, cols, stride, pad)
 
 
 def conv2d_backward(dout, cache, need_dx: bool = True):
@@ -31,6 +32,7 @@ def conv2d_backward(dout, cache, need_dx: bool = True):
     x_shape, W, cols, stride, pad = cache
     f, _, kh, kw = W.shape
     xp = get_array_module(dout)
+    # Free when dout is channel-major (as the layers here return it); a copy otherwise.
     d2 = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N*OH*OW)
     dW = (d2 @ cols.T).reshape(W.shape)
     db = d2.sum(axis=1)
@@ -39,6 +41,15 @@ def conv2d_backward(dout, cache, need_dx: bool = True):
         dcols = W.reshape(f, -1).T @ d2  # (C*kh*kw, N*OH*OW)
         dx = col2im(dcols, x_shape, kh, kw, stride, pad)
     return dx, dW, db
+
+
+def _in_order_of(a, ref):
+    """`a` itself if it has the memory order (strides) of `ref`, else a copy of it in that order."""
+    if a.strides == ref.strides:
+        return a
+    out = get_array_module(a).empty_like(ref, dtype=a.dtype)
+    out[...] = a
+    return out
 
 
 # --- max pooling -------------------------------------------------------------------------------
@@ -58,7 +69,11 @@ def maxpool_forward(x, k: int, stride: int | None = None):
     oh, ow = conv_outsize(x.shape[2], k, stride, 0), conv_outsize(x.shape[3], k, stride, 0)
     out = None
     for s in _pool_slices(k, stride, oh, ow):
-        out = x[s].copy() if out is None else xp.maximum(out, x[s], out=out)
+        if out is None:  # empty_like of a slice keeps x's memory order (channel-major or not)
+            out = xp.empty_like(x[s])
+            out[...] = x[s]
+        else:
+            xp.maximum(out, x[s], out=out)
     return out, (x, out, k, stride)
 
 
@@ -71,11 +86,12 @@ def maxpool_backward(dout, cache):
     """
     x, out, k, stride = cache
     xp = get_array_module(dout)
+    dout = _in_order_of(dout, out)  # k*k passes below: give them operands of one memory order
     oh, ow = out.shape[2:]
     tiles = stride == k and x.shape[2] == k * oh and x.shape[3] == k * ow
     # When the windows tile the input exactly, every element of dx is written once below.
     dx = xp.empty_like(x) if tiles else xp.zeros_like(x)
-    hit = xp.empty(out.shape, dtype=bool)
+    hit = xp.empty_like(out, dtype=bool)  # the memory order of out and x: no strided mixing
     taken = None
     for s in _pool_slices(k, stride, oh, ow):
         xp.equal(x[s], out, out=hit)
@@ -95,7 +111,7 @@ def maxpool_backward(dout, cache):
 def relu_forward(x):
     """max(x, 0), any shape."""
     xp = get_array_module(x)
-    out = xp.maximum(x, 0)
+    out = xp.maximum(x, 0, out=xp.empty_like(x))  # empty_like keeps x's memory order
     return out, out
 
 

@@ -5,6 +5,12 @@ are (n, oh, ow), so the forward pass is a single `W (out, C*kh*kw) @ cols (C*kh*
 both backward products are single GEMMs as well. It is filled with one strided-slice copy per
 kernel offset (kh*kw copies, never a loop over pixels), and col2im adds the same slices back, so
 no scatter (`np.add.at`) is ever needed: within one kernel offset the slices never overlap.
+
+Memory order. The columns are channel-major, (C, N, ...), so the convolution's natural output
+`W @ cols` is (F, N, OH, OW) in memory. `functional.py` hands activations on as NCHW-shaped
+*views* of that channel-major memory (`a.transpose(1, 0, 2, 3)`) instead of copying them to NCHW,
+and the pointwise layers keep that order; `pad_channels_first` then costs nothing when there is no
+padding, because `x.transpose(1, 0, 2, 3)` of such a view is already contiguous.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ def conv_outsize(size: int, k: int, stride: int, pad: int) -> int:
 
 
 def pad_channels_first(x, pad: int):
-    """(N, C, H, W) -> (C, N, H+2p, W+2p): transpose and zero-pad in one copy."""
+    """(N, C, H, W) -> (C, N, H+2p, W+2p), contiguous: transpose and zero-pad in one copy.
+
+    No copy at all when pad is 0 and x is a channels-first view (what the layers here produce).
+    """
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype) if pad else None
-    if out is None:
-        return xp.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    if not pad:
+        return xp.ascontiguousarray(x.transpose(1, 0, 2, 3))  # returns the view itself if contiguous
+    out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
     out[:, :, pad : pad + h, pad : pad + w] = x.transpose(1, 0, 2, 3)
     return out
 
@@ -46,7 +55,10 @@ def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
 
 
 def col2im(cols, x_shape, kh: int, kw: int, stride: int = 1, pad: int = 0):
-    """Adjoint of `im2col`: fold columns (C*kh*kw, N*OH*OW) back into (N, C, H, W), adding overlaps."""
+    """Adjoint of `im2col`: fold columns (C*kh*kw, N*OH*OW) back into (N, C, H, W), adding overlaps.
+
+    The result is an NCHW-shaped view of channel-major memory (see the module docstring).
+    """
     xp = get_array_module(cols)
     n, c, h, w = x_shape
     oh, ow = conv_outsize(h, kh, stride, pad), conv_outsize(w, kw, stride, pad)
@@ -56,5 +68,4 @@ def col2im(cols, x_shape, kh: int, kw: int, stride: int = 1, pad: int = 0):
         i_end = i + stride * oh
         for j in range(kw):
             dxt[:, :, i:i_end:stride, j : j + stride * ow : stride] += cols[:, i, j]
-    dxt = dxt[:, :, pad : pad + h, pad : pad + w]
-    return xp.ascontiguousarray(dxt.transpose(1, 0, 2, 3))
+    return dxt[:, :, pad : pad + h, pad : pad + w].transpose(1, 0, 2, 3)

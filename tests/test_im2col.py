@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from overfeat_np.im2col import col2im, conv_outsize, im2col
+from overfeat_np.im2col import col2im, conv_outsize, im2col, pad_channels_first
 
 
 @st.composite
@@ -76,3 +76,22 @@ def test_col2im_leaves_its_input_untouched():
     before = cols.copy()
     col2im(cols, (2, 3, 5, 5), 3, 3, 1, 1)
     np.testing.assert_array_equal(cols, before)
+
+
+def test_pad_channels_first_copies_nothing_for_a_channel_major_view():
+    """What the conv layers hand on, an NCHW view of (C, N, H, W) memory, is used as it is."""
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(3, 2, 4, 5).transpose(1, 0, 2, 3)
+    assert np.shares_memory(pad_channels_first(x, 0), x)
+    np.testing.assert_array_equal(pad_channels_first(x, 0), x.transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(pad_channels_first(x, 1)[:, :, 1:-1, 1:-1], x.transpose(1, 0, 2, 3))
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_col2im_returns_channel_major_memory(pad):
+    """dx (N, C, H, W) is a view of (C, N, ...) memory, so the ReLU and conv below it need no copy."""
+    shape = (2, 3, 6, 6)
+    cols, _ = im2col(np.zeros(shape, np.float32), 3, 3, 1, pad)
+    dx = col2im(np.ones_like(cols), shape, 3, 3, 1, pad)
+    assert dx.shape == shape
+    assert dx.transpose(1, 0, 2, 3).flags.c_contiguous == (pad == 0)
+    assert dx.strides[0] < dx.strides[1]  # channels outermost in memory, padded or not

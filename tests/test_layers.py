@@ -275,6 +275,56 @@ def test_backward_never_writes_into_dy(layer, shape):
     np.testing.assert_array_equal(dy, before)
 
 
+# --- memory order ---------------------------------------------------------------------------------
+def _channel_major(a):
+    """Is `a` (N, C, H, W) a view of contiguous (C, N, H, W) memory?"""
+    return a.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
+def test_conv_stack_hands_on_channel_major_activations_and_gradients():
+    """Conv outputs are views of the GEMM's (F, N, OH, OW) memory and ReLU and pooling keep that
+    order, forward and backward, so no conv needs a transposing copy of its input or its dy."""
+    stack = Sequential(Conv2D(3, 4, 3, seed=0), ReLU(), MaxPool2D(2), Conv2D(4, 5, 3, seed=1), ReLU())
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    a, caches = x, []
+    for layer in stack.layers:
+        a, cache = layer.forward(a)
+        caches.append(cache)
+        assert _channel_major(a), layer
+    d = np.ones_like(a)
+    for layer, cache in zip(stack.layers[::-1], caches[::-1]):
+        d, _ = layer.backward(d, cache)
+        assert _channel_major(d), layer
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "strided"])
+def test_layers_give_the_same_numbers_for_any_memory_order(layout):
+    """Forward and backward of conv, ReLU and pooling do not depend on how x and dy lie in memory."""
+    rng = np.random.default_rng(0)
+    x, dy_pool = tie_free((2, 3, 8, 8), 0).astype(np.float32) - 9, rng.standard_normal((2, 3, 4, 4))
+
+    def arrange(a):
+        if layout == "channel-major":
+            return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        if layout == "strided":
+            big = np.zeros(a.shape[:2] + (a.shape[2] + 1, 2 * a.shape[3]), a.dtype)
+            big[:, :, 1:, ::2] = a
+            return big[:, :, 1:, ::2]
+        return np.ascontiguousarray(a)
+
+    for layer, dy in ((Conv2D(3, 4, 3, padding=1, seed=0), rng.standard_normal((2, 4, 8, 8))),
+                      (ReLU(), rng.standard_normal(x.shape)), (MaxPool2D(2), dy_pool)):
+        dy = dy.astype(np.float32)
+        y_ref, c_ref = layer.forward(x)
+        dx_ref, g_ref = layer.backward(dy, c_ref)
+        y, cache = layer.forward(arrange(x))
+        dx, g = layer.backward(arrange(dy), cache)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(dx, dx_ref)
+        for k in g_ref:
+            np.testing.assert_array_equal(g[k], g_ref[k])
+
+
 # --- dropout --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
 def test_dropout_train_scales_survivors_and_eval_is_identity(p):
