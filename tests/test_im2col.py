@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from overfeat_np.im2col import col2im, conv_outsize, im2col, pad_channels_first
+from overfeat_np.im2col import col2im, conv_outsize, im2col, pad_channels_first, stride_phases
 
 
 @st.composite
@@ -76,6 +76,22 @@ def test_col2im_leaves_its_input_untouched():
     before = cols.copy()
     col2im(cols, (2, 3, 5, 5), 3, 3, 1, 1)
     np.testing.assert_array_equal(cols, before)
+
+
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5),
+       st.integers(0, 2**32 - 1))
+def test_stride_phases_matches_definition(s, h, w, rows, cols, seed):
+    """out[:, p, q, :, a, b] == xt[:, :, a*s + p, b*s + q] where that exists, else 0."""
+    xt = np.random.default_rng(seed).standard_normal((2, 3, h, w)).astype(np.float32)
+    out = stride_phases(xt, s, rows, cols)
+    assert out.shape == (2, s, s, 3, rows, cols) and out.dtype == np.float32
+    for p in range(s):
+        for q in range(s):
+            for a in range(rows):
+                for b in range(cols):
+                    inside = a * s + p < h and b * s + q < w
+                    want = xt[:, :, a * s + p, b * s + q] if inside else 0
+                    np.testing.assert_array_equal(out[:, p, q, :, a, b], want)
 
 
 def test_pad_channels_first_copies_nothing_for_a_channel_major_view():
