@@ -92,15 +92,16 @@ class DemoRun:
 
 
 def _settings(quick: bool) -> dict:
-    # Full: ~1900 classifier steps of batch 32 (~60k crops), 400 detector steps of batch 8.
+    # Full: ~1900 classifier steps of batch 32 (~60k crops), 400 detector steps of batch 8 (more
+    # steps barely move mAP; 10 regressor epochs instead of 5 lift it from 0.65 to 0.74).
     # Quick: 60 classifier steps, enough to leave chance behind, and 150 detector steps.
     if quick:
         return {"train_images": 640, "val_images": 120, "epochs": 3, "milestones": (2,),
                 "loc_images": 100, "loc_val": 40, "loc_scales": LOC_SCALES[::2], "loc_epochs": 15,
-                "det_images": 200, "det_steps": 150, "det_test": 30, "showcase": 3}
+                "det_images": 200, "det_steps": 150, "det_reg_epochs": 5, "det_test": 30, "showcase": 3}
     return {"train_images": 6000, "val_images": 600, "epochs": 10, "milestones": (6, 8),
             "loc_images": 200, "loc_val": 100, "loc_scales": LOC_SCALES, "loc_epochs": 20,
-            "det_images": 400, "det_steps": 400, "det_test": 100, "showcase": 4}
+            "det_images": 400, "det_steps": 400, "det_reg_epochs": 10, "det_test": 100, "showcase": 4}
 
 
 def classification_demo(run: DemoRun):
@@ -176,8 +177,8 @@ def detection_demo(run: DemoRun):
     cfg = DetectorTrainConfig(scales=DET_TRAIN_SCALES, steps=s["det_steps"], batch_size=8, lr=0.03)
     hist = train_detector(det, train_set, cfg, progress=run.progress)
     reg = build_regressor(det)
-    train_regressor(det, reg, [train_set[i] for i in range(min(200, len(train_set)))], DET_TRAIN_SCALES,
-                    epochs=5, fine_stride=False)
+    # Coarse stride, as the detector was trained: its windows are the ones the targets were assigned to.
+    train_regressor(det, reg, train_set, DET_TRAIN_SCALES, epochs=s["det_reg_epochs"], fine_stride=False)
     save_weights(det, run.path("detector.npz"))
     save_regressor(reg, run.path("detector_regressor.npz"))
     with open(run.path("classes.txt"), "w") as f:  # `overfeat-np detect` reads it beside detector.npz
