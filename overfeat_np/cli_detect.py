@@ -89,6 +89,9 @@ def _add_detector_source(p):
 def _detect_args(p):
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _add_detector_source(p)
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="report merged detections from this score (summed probabilities) up; default 0: all. "
+                        "The demo's summary.json lists each class's best-F1 score (detection.best_f1_score)")
     p.add_argument("--out", default=os.path.join("runs", "detect"), help="output folder (default runs/detect)")
 
 
@@ -107,7 +110,7 @@ def cmd_detect(args):
     os.makedirs(args.out, exist_ok=True)
     results = []
     for path, image in zip(args.images, images):
-        dets = detect(det, reg, image, scales, args.threshold, args.t)
+        dets = [d for d in detect(det, reg, image, scales, args.threshold, args.t) if d.score >= args.min_score]
         results.append(detections_to_json(dets, names, path))
         fig, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / image.shape[1]))
         draw_detections(ax, image, dets, names, title=f"{os.path.basename(path)}: {len(dets)} detections")
@@ -118,7 +121,7 @@ def cmd_detect(args):
                                          for d in dets) or "no detection") + f" -> {png}")
     with open(os.path.join(args.out, "detections.json"), "w") as f:
         json.dump({"scales": [list(s) for s in scales], "threshold": args.threshold, "t": args.t,
-                   "images": results}, f, indent=1)
+                   "min_score": args.min_score, "images": results}, f, indent=1)
     print(f"wrote {os.path.join(args.out, 'detections.json')}")
     return 0
 

@@ -172,6 +172,25 @@ def test_evaluate_detection_reports_map_and_matches_evaluate_detection(box_model
     assert capsys.readouterr().out == out
 
 
+def test_detect_min_score_keeps_the_best_detections_only(box_models, tmp_path):
+    from PIL import Image
+
+    files, _, _ = box_models
+    Image.fromarray(detection_set(1, 7, 64, 3)[0]["image"]).save(tmp_path / "a.png")
+
+    def scores(*extra):
+        assert main(["detect", str(tmp_path / "a.png"), "--detector", files["detector"], "--regressor",
+                     files["det_regressor"], "--scales", "136,168", "--out", str(tmp_path), *extra]) == 0
+        data = json.loads((tmp_path / "detections.json").read_text())
+        return data["min_score"], [d["score"] for d in data["images"][0]["detections"]]
+
+    _, every = scores()
+    assert len(every) >= 2
+    cut = float(np.median(every))
+    recorded, kept = scores("--min-score", str(cut))
+    assert recorded == cut and kept == [s for s in every if s >= cut]  # the same detections, cut at the score
+
+
 def test_evaluate_tasks_name_their_missing_inputs(box_models, capsys):
     files, _, _ = box_models
     data = ["--synthetic", "4"]
