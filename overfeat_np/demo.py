@@ -1,7 +1,7 @@
 """`overfeat-np demo`: train the small OverFeat on synthetic shapes on a CPU, then show all three tasks.
 
-    run_demo("runs/demo")              # about 2-3 minutes on 2 CPU cores
-    run_demo("runs/demo", quick=True)  # about 30 s, for tests and a first look
+    run_demo("runs/demo")              # 1.5-3 minutes on 2 CPU cores (the classifier is most of it)
+    run_demo("runs/demo", quick=True)  # 15-30 s, for tests and a first look
 
 The demo is a list of parts (`DEMO_PARTS`), each `part(run)` reading and extending one `DemoRun`
 (the models trained so far, and the summary):
