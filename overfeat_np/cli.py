@@ -39,9 +39,10 @@ from .data import (
 )
 from .demo import run_demo
 from .layers import Conv2D, Linear
-from .multiscale import classify_multiscale, scales_for, select_scales
+from .multiscale import classify_multiscale, scales_for, select_scales, ten_view
 from .serialization import load_weights
 from .train import RESIZE_RATIO, TrainConfig, default_transforms, evaluate, train
+from .viz_dense import save_class_maps
 
 PROG = "overfeat-np"
 
@@ -283,20 +284,43 @@ def _classify_args(p):
                                               "(default input*256/231; 0: no resize)")
     p.add_argument("--scales", help="multi-scale dense classification (Section 3.3) at these of the six "
                                     "Table-5 scales, e.g. 1,2,4,6 (default: one center crop)")
+    p.add_argument("--fine-stride", dest="fine_stride", action="store_true", default=True,
+                   help="with --scales: the last pooling at every offset, output stride 16/12 (default)")
     p.add_argument("--coarse-stride", dest="fine_stride", action="store_false",
                    help="with --scales: no offset pooling (output stride 32/36 instead of 16/12)")
+    p.add_argument("--flip", dest="flip", action="store_true", default=True,
+                   help="with --scales: also classify the mirrored image (default)")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="with --scales: do not also classify the mirrored image")
+    p.add_argument("--save-maps", metavar="DIR",
+                   help="with --scales: save each image's per-scale class maps of its top class as "
+                        "DIR/<image>_maps.png")
+    p.add_argument("--ten-view", action="store_true",
+                   help="the 10-view baseline instead: 4 corners + centre crops and their mirrors, averaged")
 
 
 @command("classify", "top-k labels with probabilities for each image (center crop)", _classify_args)
 def cmd_classify(args):
     model, classes = _load_model(args)
     images = _read_images(args.images)
+    if args.save_maps and not args.scales:
+        raise CLIError("--save-maps needs --scales (the maps come from dense multi-scale classification)")
+    if args.scales and args.ten_view:
+        raise CLIError("choose one of --scales (dense multi-scale) and --ten-view")
     if args.scales:
         scales = select_scales(scales_for(model.config), args.scales)
-        # Mean over scales and flips of each class's spatial max probability (not summing to 1).
-        probs = [classify_multiscale(model, im, scales, args.fine_stride, args.flip)[0] for im in images]
+        probs = []
+        for path, im in zip(args.images, images):
+            # Mean over scales and flips of each class's spatial max probability (not summing to 1).
+            p, maps = classify_multiscale(model, im, scales, args.fine_stride, args.flip)
+            probs.append(p)
+            if args.save_maps:
+                os.makedirs(args.save_maps, exist_ok=True)
+                out = os.path.join(args.save_maps, os.path.splitext(os.path.basename(path))[0] + "_maps.png")
+                save_class_maps(maps, out, classes)
+                print(f"wrote {out}")
+    elif args.ten_view:
+        probs = [ten_view(model, im) for im in images]
     else:
         x = np.stack([_preprocess(im, model, args.resize) for im in images])  # (N, 3, S, S)
         logits, _ = model.forward(to_device(x, args.backend))

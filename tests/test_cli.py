@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import GPU
 
-from overfeat_np.checkpoint import load_checkpoint
+from overfeat_np.checkpoint import load_checkpoint, model_from_checkpoint
 from overfeat_np.cli import COMMANDS, main
 from overfeat_np.data import SyntheticShapes, write_imagenet_layout
 from overfeat_np.demo import detection_set, localization_set
@@ -93,6 +93,31 @@ def test_classify_and_features_agree(tree, tmp_path, capsys):
         pooled = np.load(tmp_path / f"{stem}.layer5.npy")
         assert pooled.shape == (model_pooled.convs[-1].out_channels, 3, 3)  # 64 input, stride 16 -> 3x3
         assert pooled.min() >= 0  # after ReLU and max pooling
+
+
+def test_classify_saves_class_maps_and_ten_view_agrees_with_library(tree, tmp_path, capsys):
+    from PIL import Image
+
+    from overfeat_np.multiscale import ten_view
+
+    root, out = tree
+    image = min(str(p) for p in (root / "val").glob("*.JPEG"))
+    ckpt = str(out / "latest.npz")
+    assert main(["classify", image, "--checkpoint", ckpt, "--scales", "1,2", "--coarse-stride",
+                 "--save-maps", str(tmp_path / "maps")]) == 0
+    capsys.readouterr()
+    (png,) = (tmp_path / "maps").glob("*_maps.png")
+    assert png.stem == image.rsplit("/", 1)[1].rsplit(".", 1)[0] + "_maps"
+    assert Image.open(png).size[0] > 100
+
+    assert main(["classify", image, "--checkpoint", ckpt, "--ten-view", "--top-k", "1"]) == 0
+    line = capsys.readouterr().out.strip()
+    p = ten_view(model_from_checkpoint(ckpt), np.asarray(Image.open(image).convert("RGB")))
+    names = load_checkpoint(ckpt)["classes"]
+    assert line == f"{image}: {names[int(np.argmax(p))]} {p.max():.3f}"
+
+    # --save-maps without --scales has nothing to draw: a clean error, not a crash.
+    assert main(["classify", image, "--checkpoint", ckpt, "--save-maps", str(tmp_path)]) == 1
 
 
 def test_features_dense_maps_over_the_whole_image(tree, tmp_path):
