@@ -38,8 +38,9 @@ def pad_channels_first(x, pad: int):
 
 
 def stride_phases(xt, stride: int, rows: int, cols: int):
-    """Split (C, N, H, W) by stride phase: -> (C, s, s, N, rows, cols) with
-    out[:, p, q, :, a, b] = xt[:, :, a*s + p, b*s + q] (zero where that lies outside xt).
+    """Split xt (C, N, H, W) by stride phase: -> (C, s, s, N, rows, cols), s = stride, with
+    out[:, p, q, :, a, b] = xt[:, :, a*s + p, b*s + q] (zero where that lies outside xt);
+    rows/cols: how many rows/columns of each phase to keep.
 
     A kernel offset (i, j) of a stride-s convolution reads rows i, i+s, i+2s, ... of xt: in the
     split array that is the unit-stride run out[:, i % s, j % s, :, i//s : i//s + OH], so im2col's
