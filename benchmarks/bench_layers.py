@@ -8,7 +8,9 @@ GEMMs of exactly the same shapes timed in the same run, says how much of that ov
 Shapes (batch 16, float32, NCHW): layer 1 input 3x231x231 (11x11, stride 4), layer 2 96x28x28
 (5x5), layers 3-5 256/512/1024 x 12x12 (3x3, pad 1). Layer 2's input is 28x28 (56 pooled by 2);
 Table 1's 24x24 is its conv output. Layer 1 skips its input gradient, as in `OverFeat`, so its
-backward has one GEMM, the others two. MaxPool2D is timed at the three pooled shapes too.
+backward has one GEMM, the others two. Layers 2-5 get their input and dy in the memory order the
+model hands them on (NCHW views of channel-major memory, see `overfeat_np.im2col`), layer 1 a
+plain NCHW batch. MaxPool2D is timed at the three pooled shapes too.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
     python benchmarks/bench_layers.py --batch 16 --repeat 5 --backend cupy
@@ -21,7 +23,7 @@ import time
 
 import numpy as np
 
-from overfeat_np.backend import backend_name, get_backend
+from overfeat_np.backend import backend_name, get_array_module, get_backend
 from overfeat_np.im2col import conv_outsize
 from overfeat_np.layers import Conv2D, MaxPool2D
 
@@ -54,13 +56,23 @@ def timers(xp, fns: dict, repeat: int) -> dict:
     return {k: 1e3 * v for k, v in best.items()}
 
 
+def _like(a, ref):
+    """The values of `a` in the memory order of `ref`."""
+    out = get_array_module(ref).empty_like(ref)
+    out[...] = a
+    return out
+
+
 def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
     """ms of forward, forward+backward, and of the same-shaped bare GEMMs, for one conv layer."""
     name, c, f, k, stride, pad, size, need_dx = spec
     layer = Conv2D(c, f, k, stride, pad, seed=0, backend=backend_name(xp), need_input_grad=need_dx)
     x = xp.asarray(rng.standard_normal((batch, c, size, size), dtype=np.float32))
+    if need_dx:  # inside the model, layers 2-5 get the channel-major views the layers hand on
+        x = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     o = conv_outsize(size, k, stride, pad)
     dy = xp.asarray(rng.standard_normal((batch, f, o, o), dtype=np.float32))
+    dy = _like(dy, layer.forward(x)[0])  # and dy in the memory order of y, as ReLU's backward gives it
 
     def fwd():
         return layer.forward(x, train=True)

@@ -1,7 +1,7 @@
 """Training speed: the fast model's forward+backward against its bare GEMMs, and small-model images/s.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--batch 16]
-        [--reps 5] [--steps 60] [--skip-fast]
+        [--reps 5] [--steps 60] [--skip-fast] [--skip-small] [--breakdown]
 
 (1) The full fast model (Table 1, 1000 classes, 231x231 input) at batch 16: best wall time of
     one forward + backward (train mode: dropout on), and, in the same run, the best time of the
@@ -15,16 +15,21 @@
     pre-loaded batches and the loader alone (one process), so one sees whether the loader keeps
     up. Every figure is the best of --reps interleaved rounds (other processes' load hits all
     alike). Worker start-up and the first 10 steps are not counted.
+(3) --breakdown: where (1)'s time goes, per function of `overfeat_np.functional` (GEMMs
+    included in conv/linear) and, inside them, im2col and col2im: ms per step, each call's best
+    over --reps steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import time
 
 import numpy as np
 
+from overfeat_np import functional
 from overfeat_np.data import DataLoader, SyntheticShapes
 from overfeat_np.layers import Conv2D, Linear
 from overfeat_np.losses import softmax_cross_entropy
@@ -100,6 +105,45 @@ def bench_fast(batch: int, reps: int):
           f"({2 * macs / t_gemm / 1e9:.0f} GFLOP/s); ratio {t_model / t_gemm:.2f}")
 
 
+def breakdown(batch: int, reps: int):
+    """Time every call of the functional layer functions (and im2col/col2im) inside real steps."""
+    model = overfeat_fast(1000)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 231, 231), dtype=np.float32)
+    labels = rng.integers(0, 1000, batch)
+    names = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "relu_forward", "relu_backward",
+             "maxpool_forward", "maxpool_backward", "linear_forward", "linear_backward"]
+    step_times = collections.defaultdict(list)  # name -> [seconds of each call] for the current step
+    originals = {name: getattr(functional, name) for name in names}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            step_times[name].append(time.perf_counter() - t0)
+            return out
+        return wrapper
+
+    for name, fn in originals.items():  # layers.py calls these through the module: patch there
+        setattr(functional, name, timed(name, fn))
+    try:
+        per_step = []
+        for _ in range(reps + 1):  # the first step warms up
+            step_times.clear()
+            logits, cache = model.forward(x, train=True)
+            _, d = softmax_cross_entropy(logits, labels)
+            model.backward(d, cache)
+            per_step.append({k: list(v) for k, v in step_times.items()})
+    finally:
+        for name, fn in originals.items():
+            setattr(functional, name, fn)
+    print(f"per function, ms per step (each call's best of {reps} steps; conv/linear include their GEMMs, "
+          "conv includes im2col/col2im):")
+    for name in names:
+        best = np.min([s[name] for s in per_step[1:]], axis=0) * 1e3
+        print(f"  {name:17} {best.sum():7.1f}  [" + ", ".join(f"{t:.1f}" for t in best) + "]")
+
+
 def bench_small(steps: int, reps: int, batch: int = 32):
     train_set = SyntheticShapes(steps * batch + 64, image_size=72, seed=0)  # drawn on every access
     tf = default_transforms(64, resize=None)
@@ -147,11 +191,16 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--steps", type=int, default=60, help="small model steps per measurement")
     p.add_argument("--skip-fast", action="store_true", help="only the small model part")
+    p.add_argument("--skip-small", action="store_true", help="only the fast model part")
+    p.add_argument("--breakdown", action="store_true", help="also time (1) per function")
     args = p.parse_args()
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs")
     if not args.skip_fast:
         bench_fast(args.batch, args.reps)
-    bench_small(args.steps, args.reps)
+        if args.breakdown:
+            breakdown(args.batch, args.reps)
+    if not args.skip_small:
+        bench_small(args.steps, args.reps)
 
 
 if __name__ == "__main__":
