@@ -76,6 +76,8 @@ def check_layer_gradients(layer, x, *, train: bool = False, mode: str = "full", 
     layer: any object with forward/backward/params (float32 params are checked in a float64 copy);
     x: input array (any float dtype, host). Raises AssertionError naming the tensor, the relative
     error and the worst index (full mode) on failure. Returns {name: relative error}.
+    An element passes when |numerical - analytic| <= atol + noise + rtol * (|numerical| + |analytic|),
+    noise being the finite-difference rounding floor for the size of f.
     """
     if mode not in ("full", "directional"):
         raise ValueError(f"mode must be 'full' or 'directional', got {mode!r}")
@@ -104,6 +106,11 @@ def check_layer_gradients(layer, x, *, train: bool = False, mode: str = "full", 
 
     def f():
         return float(np.sum(run_forward(x)[0] * g))
+
+    # Rounding noise of a centered difference: summing the terms of f loses about eps_machine *
+    # sum|y*g| per evaluation, divided by the step. Below this floor a difference means nothing
+    # (it reaches 1e-8 once f sums a few hundred units), so it is added to atol.
+    atol = atol + 10 * np.finfo(np.float64).eps * float(np.sum(np.abs(y * g))) / eps
 
     tensors = ([("input", x, dx)] if check_input else []) + [
         (name, layer.params[name], grads[name]) for name in layer.params
