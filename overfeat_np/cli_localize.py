@@ -8,8 +8,7 @@
                                 (--data ROOT | --synthetic N) [--scales 1,2,4,6] [--limit N]
 
 Both register with `cli.command` like the other subcommands; `cli.py` imports this module at
-its end. `run_evaluate_localization(args)` serves `overfeat-np evaluate --task localization`. `add_train_regressor_parser(subparsers)` / `add_localize_parser(subparsers)` add the
-same subcommands to any other argparse parser (they set `func=`).
+its end. `run_evaluate_localization(args)` serves `overfeat-np evaluate --task localization`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import os
 
 from PIL import Image, ImageDraw
 
-from .backend import BACKENDS
 from .cli import CLIError, _add_model_source, _load_model, _read_images, command
 from .data import ImageFolderDataset
 from .demo import localization_set
@@ -192,24 +190,4 @@ command("localize", "predict the top-5 (class, box) of images: regressor + greed
     run_localize)
 
 
-# --- for other parsers ----------------------------------------------------------------------------
-def add_train_regressor_parser(subparsers):
-    """Add `train-regressor` to an argparse subparsers object; sets func=run_train_regressor."""
-    p = subparsers.add_parser("train-regressor", help="train the Section-4 box regressor")
-    _train_args(p)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.set_defaults(func=run_train_regressor)
-    return p
-
-
-def add_localize_parser(subparsers):
-    """Add `localize` to an argparse subparsers object; sets func=run_localize."""
-    p = subparsers.add_parser("localize", help="top-5 (class, box) of images")
-    _localize_args(p)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.set_defaults(func=run_localize)
-    return p
-
-
-__all__ = ["add_localize_parser", "add_train_regressor_parser", "draw_localization", "parse_scales",
-           "run_evaluate_localization", "run_localize", "run_train_regressor"]
+__all__ = ["draw_localization", "parse_scales", "run_evaluate_localization", "run_localize", "run_train_regressor"]
