@@ -371,6 +371,15 @@ def _alive(pid):
         return False
 
 
+def _ignores_sigint(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
+    except (FileNotFoundError, StopIteration):
+        return False
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_parent_and_workers(tmp_path):
     script = tmp_path / "interrupted.py"
@@ -379,6 +388,11 @@ def test_ctrl_c_stops_parent_and_workers(tmp_path):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     workers = [int(p) for p in proc.stdout.readline().split()]
     assert len(workers) == 2
+    # Interrupt once both workers run their initializer (which ignores SIGINT): a worker still
+    # starting up under load would otherwise die of the Ctrl-C itself before it can be stopped.
+    deadline = time.time() + 20
+    while not all(_ignores_sigint(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=20)
