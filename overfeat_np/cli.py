@@ -39,7 +39,7 @@ from .data import (
 )
 from .demo import run_demo
 from .layers import Conv2D, Linear
-from .multiscale import classify_multiscale, scales_for, select_scales, ten_view
+from .multiscale import classify_multiscale, scales_for, select_scales, softmax, ten_view
 from .serialization import load_weights
 from .train import RESIZE_RATIO, TrainConfig, default_transforms, evaluate, train
 from .viz_dense import save_class_maps
@@ -149,10 +149,21 @@ def _preprocess(image, model, resize):
     return EvalTransform(crop=s, resize=resize)(make_sample(image, -1))[0]
 
 
-def _softmax(logits):
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def parse_sizes(text: str, config) -> tuple:
+    """--scales as image sizes: "104,136" (squares) or "281x317,245x245" -> ((H, W), ...), each
+    side at least the model's training input (a smaller image has no complete window)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        try:
+            hw = tuple(int(v) for v in part.split("x")) if "x" in part else (int(part),) * 2
+        except ValueError:
+            raise CLIError(f"--scales: cannot read {part!r}; write sizes like 104,136 or 281x317") from None
+        if len(hw) != 2 or min(hw) < config.input_size:
+            raise CLIError(f"--scales: {part!r} must be H or HxW with both sides >= the "
+                           f"{config.input_size}-pixel training input of {config.name}")
+        out.append(hw)
+    return tuple(out)
 
 
 # --- train -----------------------------------------------------------------------------------
@@ -324,7 +335,7 @@ def cmd_classify(args):
     else:
         x = np.stack([_preprocess(im, model, args.resize) for im in images])  # (N, 3, S, S)
         logits, _ = model.forward(to_device(x, args.backend))
-        probs = _softmax(to_numpy(logits))
+        probs = softmax(to_numpy(logits).astype(np.float64))
     k = max(1, min(args.top_k, len(classes)))
     for path, p in zip(args.images, probs):
         top = np.argsort(-p, kind="stable")[:k]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from .cli import CLIError, _add_model_source, _load_model, _read_images, command
+from .cli import CLIError, _add_model_source, _load_model, _read_images, command, parse_sizes
 from .data import ImageFolderDataset
 from .demo import detection_set
 from .detect import default_scales, detect, detections_to_json, evaluate_detection
@@ -27,20 +27,7 @@ from .serialization import load_weights, save_weights
 
 def parse_scales(text, config) -> tuple:
     """"104,136" (squares) or "281x317,245x245" -> ((H, W), ...); None/"" -> `default_scales`."""
-    if not text:
-        return default_scales(config)
-    out = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        try:
-            hw = tuple(int(v) for v in part.split("x")) if "x" in part else (int(part),) * 2
-        except ValueError:
-            raise CLIError(f"--scales: cannot read {part!r}; write sizes like 104,136 or 281x317") from None
-        if len(hw) != 2 or min(hw) < config.input_size:
-            raise CLIError(f"--scales: {part!r} must be H or HxW with both sides >= the model's "
-                           f"{config.input_size}-pixel input")
-        out.append(hw)
-    return tuple(out)
+    return parse_sizes(text, config) if text else default_scales(config)
 
 
 def _synthetic_detection(n, config, num_classes, seed):

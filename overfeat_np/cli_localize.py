@@ -17,7 +17,7 @@ import os
 
 from PIL import Image, ImageDraw
 
-from .cli import CLIError, _add_model_source, _load_model, _read_images, command
+from .cli import CLIError, _add_model_source, _load_model, _read_images, command, parse_sizes
 from .data import ImageFolderDataset
 from .demo import localization_set
 from .localize import (
@@ -40,15 +40,7 @@ def parse_scales(spec: str, config) -> tuple:
     """Scales from "1,2,4,6" (numbers of `multiscale.scales_for(config)`) or "72x72,104x136" (H x W)."""
     spec = spec.strip()
     if "x" in spec:
-        try:
-            out = tuple(tuple(int(v) for v in s.split("x")) for s in spec.split(",") if s.strip())
-        except ValueError as exc:
-            raise CLIError(f"--scales {spec!r}: expected sizes like 72x72,104x136 or scale numbers like 1,2,4") from exc
-        small = [s for s in out if len(s) != 2 or min(s) < config.input_size]
-        if small:
-            raise CLIError(f"--scales: {small} are not (H)x(W) sizes of at least the {config.input_size}x"
-                           f"{config.input_size} training size of {config.name}")
-        return out
+        return parse_sizes(spec, config)
     try:
         return select_scales(scales_for(config), spec)
     except ValueError as exc:
