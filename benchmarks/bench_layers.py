@@ -9,7 +9,7 @@ Shapes (batch 16, float32, NCHW): layer 1 input 3x231x231 (11x11, stride 4), lay
 (5x5), layers 3-5 256/512/1024 x 12x12 (3x3, pad 1). Layer 2's input is 28x28 (56 pooled by 2);
 Table 1's 24x24 is its conv output. Layer 1 skips its input gradient, as in `OverFeat`, so its
 backward has one GEMM, the others two. Layers 2-5 get their input and dy in the memory order the
-model hands them on (NCHW views of channel-major memory, see `overfeat_np.im2col`), layer 1 a
+model hands them on (NCHW views of batch-last memory, see `overfeat_np.im2col`), layer 1 a
 plain NCHW batch. MaxPool2D is timed at the three pooled shapes too.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
@@ -68,8 +68,8 @@ def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
     name, c, f, k, stride, pad, size, need_dx = spec
     layer = Conv2D(c, f, k, stride, pad, seed=0, backend=backend_name(xp), need_input_grad=need_dx)
     x = xp.asarray(rng.standard_normal((batch, c, size, size), dtype=np.float32))
-    if need_dx:  # inside the model, layers 2-5 get the channel-major views the layers hand on
-        x = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    if need_dx:  # inside the model, layers 2-5 get the batch-last views the layers hand on
+        x = xp.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
     o = conv_outsize(size, k, stride, pad)
     dy = xp.asarray(rng.standard_normal((batch, f, o, o), dtype=np.float32))
     dy = _like(dy, layer.forward(x)[0])  # and dy in the memory order of y, as ReLU's backward gives it

@@ -60,7 +60,7 @@ assert y_loops.shape == (2, 4, conv_outsize(16, 3, 1, 1), conv_outsize(16, 3, 1,
 # ## 2. What a column is
 #
 # `im2col(x, kh, kw, stride, pad)` returns a matrix with one **column per output position**
-# `(n, oh, ow)` and one **row per filter tap** `(c, i, j)`, so it is (C·kh·kw, N·OH·OW). A column
+# `(oh, ow, n)` and one **row per filter tap** `(c, i, j)`, so it is (C·kh·kw, OH·OW·N). A column
 # is the patch under the filter at that position, flattened in the same order as a filter
 # `W[k]` is flattened. Let us look at a tiny one-channel 5x5 image with a 3x3 filter.
 
@@ -82,7 +82,7 @@ axes[1].set_xticks([])
 axes[2].imshow(cols, cmap="viridis", aspect="auto")
 axes[2].axvline(pos[0] * ow + pos[1], color="red", lw=2)
 axes[2].set_title("the column matrix (9 taps x 9 positions)")
-axes[2].set_xlabel("output position n*OH*OW + r*OW + q")
+axes[2].set_xlabel("output position (r*OW + q)*N + n, here N = 1")
 axes[2].set_ylabel("tap (c, i, j)")
 for ax, grid in ((axes[0], tiny[0, 0]), (axes[2], cols)):
     for (r, q), v in np.ndenumerate(grid):
@@ -98,11 +98,11 @@ plt.show()
 # ## 3. The whole layer as one GEMM
 #
 # With the filters flattened to rows, `W.reshape(F, C*kh*kw) @ cols` computes every dot product
-# of section 1 at once. The result is (F, N·OH·OW); a reshape and a transpose give NCHW.
+# of section 1 at once. The result is (F, OH·OW·N); a reshape and a transpose give NCHW.
 
 # %%
 cols, (oh, ow) = im2col(x, 3, 3, stride=1, pad=1)
-y_gemm = (W.reshape(4, -1) @ cols + b[:, None]).reshape(4, 2, oh, ow).transpose(1, 0, 2, 3)
+y_gemm = (W.reshape(4, -1) @ cols + b[:, None]).reshape(4, oh, ow, 2).transpose(3, 0, 1, 2)
 np.testing.assert_allclose(y_gemm, y_loops, rtol=1e-5, atol=1e-5)
 
 layer = Conv2D(3, 4, 3, stride=1, padding=1)
@@ -110,6 +110,22 @@ layer.params.update(W=W, b=b)
 y_layer, _ = layer.forward(x)
 np.testing.assert_allclose(y_layer, y_loops, rtol=1e-5, atol=1e-5)
 print("loops, im2col+GEMM and Conv2D agree; max difference", float(np.abs(y_layer - y_loops).max()))
+
+# %% [markdown]
+# Why is the batch the *innermost* index of a column, (oh, ow, n), and not the outermost?
+# Because of how `im2col` copies. For one tap (i, j) and one channel, the numbers it copies are
+# the input shifted by (i, j): for each output row, OW neighbouring pixels. If images lie one
+# after another in memory (N, C, H, W), that is a run of only OW numbers before the copy jumps
+# to the next row, and for small maps the cost of each jump dominates. With the batch innermost,
+# (C, H, W, N) in memory as in Krizhevsky's cuda-convnet, the same pixels of all N images sit
+# side by side, so each row of the copy is one run of OW·N numbers. The package keeps its
+# activations in that order: `Conv2D.forward` returns an NCHW-*shaped* view of (C, H, W, N)
+# memory, and the next layer reads it without any copy.
+
+# %%
+y_view, _ = Conv2D(3, 4, 3, padding=1, seed=0).forward(x)
+print("shape", y_view.shape, "  strides in bytes (N, C, H, W):", y_view.strides)
+assert y_view.transpose(1, 2, 3, 0).flags.c_contiguous  # (C, H, W, N) memory, batch innermost
 
 # %% [markdown]
 # Stride and padding only change which patches are copied. OverFeat's first layer uses an
@@ -180,8 +196,10 @@ assert np.isclose(lhs, rhs, rtol=1e-6)
 # ## Summary
 #
 # - A convolution layer is F·N·OH·OW dot products between filters and patches.
-# - `im2col` copies every patch into a column, (C·kh·kw, N·OH·OW), with one strided-slice copy
+# - `im2col` copies every patch into a column, (C·kh·kw, OH·OW·N), with one strided-slice copy
 #   per filter tap; the layer is then a single GEMM `W.reshape(F, -1) @ cols`.
+# - With the batch innermost, (C, H, W, N) in memory, each of those copies moves long contiguous
+#   runs, and the GEMM's output is already in the order the next layer reads.
 # - Stride and zero padding only change which patches are copied; output size is
 #   `(H + 2p - k) // s + 1`.
 # - The loop version and the GEMM version agree to float32 rounding; the GEMM is typically two
@@ -198,3 +216,6 @@ assert np.isclose(lhs, rhs, rtol=1e-6)
 #    how does the answer change with 3 channels instead of 32, or with a batch of 64?
 # 4. Build the column matrix with the rows being positions and the columns taps (its transpose).
 #    Is the product still one GEMM? Which layout keeps the output closest to NCHW?
+# 5. Time `im2col` on a batch of 16 images of 96x28x28 (a 5x5 filter) given once as a plain NCHW
+#    array and once as `x.transpose(1, 2, 3, 0).copy().transpose(3, 0, 1, 2)`. Where does the
+#    difference come from?

@@ -110,7 +110,7 @@ print("gradient on a window of four equal values:\n", pool.backward(np.ones_like
 #
 # Lesson 01 wrote the forward pass as `cols = im2col(x)` then `out = W₂ · cols` with
 # `W₂ = W.reshape(F, C·kh·kw)`. That is a linear layer applied to columns, so section 1 gives
-# the backward at once (with `d2` the output gradient laid out as (F, N·OH·OW)):
+# the backward at once (with `d2` the output gradient laid out as (F, OH·OW·N)):
 #
 # - **dW₂ = d2 · colsᵀ**, **db = row sums of d2**;
 # - **dcols = W₂ᵀ · d2**, the gradient of every copied patch.
@@ -129,7 +129,7 @@ dy = rng.standard_normal(y.shape).astype(np.float32)
 dx, grads = conv.backward(dy, cache)
 
 cols, _ = im2col(x, 3, 3, stride=2, pad=1)
-d2 = dy.transpose(1, 0, 2, 3).reshape(4, -1)  # (F, N*OH*OW), the column order of im2col
+d2 = dy.transpose(1, 2, 3, 0).reshape(4, -1)  # (F, OH*OW*N), the column order of im2col
 W2 = conv.params["W"].reshape(4, -1)
 np.testing.assert_allclose(grads["W"], (d2 @ cols.T).reshape(conv.params["W"].shape), rtol=1e-5, atol=1e-5)
 np.testing.assert_allclose(grads["b"], d2.sum(axis=1), rtol=1e-5, atol=1e-5)

@@ -7,7 +7,7 @@ nothing here holds state. The classes in `layers.py` are thin holders of paramet
 from __future__ import annotations
 
 from .backend import get_array_module
-from .im2col import col2im, conv_outsize, im2col
+from .im2col import batch_last, col2im, conv_outsize, im2col
 
 
 # --- convolution -------------------------------------------------------------------------------
@@ -15,16 +15,16 @@ def conv2d_forward(x, W, b, stride: int = 1, pad: int = 0):
     """Cross-correlation (no kernel flip) with zero padding.
 
     x (N, C, H, W), W (F, C, kh, kw), b (F,) -> out (N, F, OH, OW), cache.
-    `out` is an NCHW-shaped view of (F, N, OH, OW) memory, the GEMM's own output order: copying it
-    to NCHW would cost a pass over the largest activations, and the next layer wants it
-    channel-major anyway (see `im2col`).
+    `out` is an NCHW-shaped view of (F, OH, OW, N) memory, the GEMM's own output order: copying it
+    to NCHW would cost a pass over the largest activations, and the next layer wants it batch-last
+    anyway (see `im2col`).
     """
     f, _, kh, kw = W.shape
     n = x.shape[0]
-    cols, (oh, ow) = im2col(x, kh, kw, stride, pad)  # (C*kh*kw, N*OH*OW)
-    out = W.reshape(f, -1) @ cols  # (F, N*OH*OW): one GEMM
+    cols, (oh, ow) = im2col(x, kh, kw, stride, pad)  # (C*kh*kw, OH*OW*N)
+    out = W.reshape(f, -1) @ cols  # (F, OH*OW*N): one GEMM
     out += b[:, None]
-    return out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), (x.shape, W, cols, stride, pad)
+    return batch_last(out.reshape(f, oh, ow, n)), (x.shape, W, cols, stride, pad)
 
 
 def conv2d_backward(dout, cache, need_dx: bool = True):
@@ -32,13 +32,13 @@ def conv2d_backward(dout, cache, need_dx: bool = True):
     x_shape, W, cols, stride, pad = cache
     f, _, kh, kw = W.shape
     xp = get_array_module(dout)
-    # Free when dout is channel-major (as the layers here return it); a copy otherwise.
-    d2 = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N*OH*OW)
+    # Free when dout is batch-last (as the layers here return it); a copy otherwise.
+    d2 = xp.ascontiguousarray(dout.transpose(1, 2, 3, 0)).reshape(f, -1)  # (F, OH*OW*N)
     dW = (d2 @ cols.T).reshape(W.shape)
     db = d2.sum(axis=1)
     dx = None
     if need_dx:
-        dcols = W.reshape(f, -1).T @ d2  # (C*kh*kw, N*OH*OW)
+        dcols = W.reshape(f, -1).T @ d2  # (C*kh*kw, OH*OW*N)
         dx = col2im(dcols, x_shape, kh, kw, stride, pad)
     return dx, dW, db
 
@@ -69,7 +69,7 @@ def maxpool_forward(x, k: int, stride: int | None = None):
     oh, ow = conv_outsize(x.shape[2], k, stride, 0), conv_outsize(x.shape[3], k, stride, 0)
     out = None
     for s in _pool_slices(k, stride, oh, ow):
-        if out is None:  # empty_like of a slice keeps x's memory order (channel-major or not)
+        if out is None:  # empty_like of a slice keeps x's memory order (batch-last or not)
             out = xp.empty_like(x[s])
             out[...] = x[s]
         else:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from overfeat_np.im2col import col2im, conv_outsize, im2col, pad_channels_first, stride_phases
+from overfeat_np.im2col import batch_last, col2im, conv_outsize, im2col, pad_batch_last, stride_phases
 
 
 @st.composite
@@ -28,20 +28,20 @@ def test_conv_outsize_counts_window_positions(size, k, stride, pad):
 
 @given(geometries(), st.integers(0, 2**32 - 1))
 def test_im2col_matches_definition(geom, seed):
-    """cols[(c, i, j), (n, oh, ow)] == x_padded[n, c, oh*stride + i, ow*stride + j]."""
+    """cols[(c, i, j), (oh, ow, n)] == x_padded[n, c, oh*stride + i, ow*stride + j]."""
     shape, kh, kw, s, p = geom
     n, c, h, w = shape
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     cols, (oh, ow) = im2col(x, kh, kw, s, p)
     assert (oh, ow) == (conv_outsize(h, kh, s, p), conv_outsize(w, kw, s, p))
-    assert cols.shape == (c * kh * kw, n * oh * ow) and cols.dtype == np.float32
+    assert cols.shape == (c * kh * kw, oh * ow * n) and cols.dtype == np.float32
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    ref = np.empty((c, kh, kw, n, oh, ow), np.float32)
+    ref = np.empty((c, kh, kw, oh, ow, n), np.float32)
     for i in range(kh):
         for j in range(kw):
             for a in range(oh):
                 for b in range(ow):
-                    ref[:, i, j, :, a, b] = xp[:, :, a * s + i, b * s + j].T
+                    ref[:, i, j, a, b, :] = xp[:, :, a * s + i, b * s + j].T
     np.testing.assert_array_equal(cols, ref.reshape(cols.shape))
 
 
@@ -81,33 +81,41 @@ def test_col2im_leaves_its_input_untouched():
 @given(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5),
        st.integers(0, 2**32 - 1))
 def test_stride_phases_matches_definition(s, h, w, rows, cols, seed):
-    """out[:, p, q, :, a, b] == xt[:, :, a*s + p, b*s + q] where that exists, else 0."""
-    xt = np.random.default_rng(seed).standard_normal((2, 3, h, w)).astype(np.float32)
+    """out[:, p, q, a, b] == xt[:, a*s + p, b*s + q] where that exists, else 0."""
+    xt = np.random.default_rng(seed).standard_normal((2, h, w, 3)).astype(np.float32)
     out = stride_phases(xt, s, rows, cols)
-    assert out.shape == (2, s, s, 3, rows, cols) and out.dtype == np.float32
+    assert out.shape == (2, s, s, rows, cols, 3) and out.dtype == np.float32
     for p in range(s):
         for q in range(s):
             for a in range(rows):
                 for b in range(cols):
                     inside = a * s + p < h and b * s + q < w
-                    want = xt[:, :, a * s + p, b * s + q] if inside else 0
-                    np.testing.assert_array_equal(out[:, p, q, :, a, b], want)
+                    want = xt[:, a * s + p, b * s + q] if inside else 0
+                    np.testing.assert_array_equal(out[:, p, q, a, b], want)
 
 
-def test_pad_channels_first_copies_nothing_for_a_channel_major_view():
-    """What the conv layers hand on, an NCHW view of (C, N, H, W) memory, is used as it is."""
-    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(3, 2, 4, 5).transpose(1, 0, 2, 3)
-    assert np.shares_memory(pad_channels_first(x, 0), x)
-    np.testing.assert_array_equal(pad_channels_first(x, 0), x.transpose(1, 0, 2, 3))
-    np.testing.assert_array_equal(pad_channels_first(x, 1)[:, :, 1:-1, 1:-1], x.transpose(1, 0, 2, 3))
+def test_pad_batch_last_copies_nothing_for_a_batch_last_view():
+    """What the conv layers hand on, an NCHW view of (C, H, W, N) memory, is used as it is."""
+    x = batch_last(np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5, 2))
+    assert x.shape == (2, 3, 4, 5)
+    assert np.shares_memory(pad_batch_last(x, 0), x)
+    np.testing.assert_array_equal(pad_batch_last(x, 0), x.transpose(1, 2, 3, 0))
+    np.testing.assert_array_equal(pad_batch_last(x, 1)[:, 1:-1, 1:-1], x.transpose(1, 2, 3, 0))
+    assert pad_batch_last(x, 1)[:, 0].any() == 0 and pad_batch_last(x, 1)[:, :, -1].any() == 0
+
+
+def test_pad_batch_last_accepts_any_memory_order():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    for a in (x, x[:, :, ::-1], np.asfortranarray(x)):
+        np.testing.assert_array_equal(pad_batch_last(a, 2)[:, 2:-2, 2:-2], a.transpose(1, 2, 3, 0))
 
 
 @pytest.mark.parametrize("pad", [0, 1])
-def test_col2im_returns_channel_major_memory(pad):
-    """dx (N, C, H, W) is a view of (C, N, ...) memory, so the ReLU and conv below it need no copy."""
+def test_col2im_returns_batch_last_memory(pad):
+    """dx (N, C, H, W) is a view of (C, H, W, N) memory, so the ReLU and conv below it need no copy."""
     shape = (2, 3, 6, 6)
     cols, _ = im2col(np.zeros(shape, np.float32), 3, 3, 1, pad)
     dx = col2im(np.ones_like(cols), shape, 3, 3, 1, pad)
     assert dx.shape == shape
-    assert dx.transpose(1, 0, 2, 3).flags.c_contiguous == (pad == 0)
-    assert dx.strides[0] < dx.strides[1]  # channels outermost in memory, padded or not
+    assert dx.transpose(1, 2, 3, 0).flags.c_contiguous == (pad == 0)
+    assert dx.strides[0] < dx.strides[3] < dx.strides[2] < dx.strides[1]  # (C, H, W, N) in memory

@@ -276,13 +276,13 @@ def test_backward_never_writes_into_dy(layer, shape):
 
 
 # --- memory order ---------------------------------------------------------------------------------
-def _channel_major(a):
-    """Is `a` (N, C, H, W) a view of contiguous (C, N, H, W) memory?"""
-    return a.transpose(1, 0, 2, 3).flags.c_contiguous
+def _batch_last(a):
+    """Is `a` (N, C, H, W) a view of contiguous (C, H, W, N) memory?"""
+    return a.transpose(1, 2, 3, 0).flags.c_contiguous
 
 
-def test_conv_stack_hands_on_channel_major_activations_and_gradients():
-    """Conv outputs are views of the GEMM's (F, N, OH, OW) memory and ReLU and pooling keep that
+def test_conv_stack_hands_on_batch_last_activations_and_gradients():
+    """Conv outputs are views of the GEMM's (F, OH, OW, N) memory and ReLU and pooling keep that
     order, forward and backward, so no conv needs a transposing copy of its input or its dy."""
     stack = Sequential(Conv2D(3, 4, 3, seed=0), ReLU(), MaxPool2D(2), Conv2D(4, 5, 3, seed=1), ReLU())
     x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
@@ -290,20 +290,22 @@ def test_conv_stack_hands_on_channel_major_activations_and_gradients():
     for layer in stack.layers:
         a, cache = layer.forward(a)
         caches.append(cache)
-        assert _channel_major(a), layer
+        assert _batch_last(a), layer
     d = np.ones_like(a)
     for layer, cache in zip(stack.layers[::-1], caches[::-1]):
         d, _ = layer.backward(d, cache)
-        assert _channel_major(d), layer
+        assert _batch_last(d), layer
 
 
-@pytest.mark.parametrize("layout", ["nchw", "channel-major", "strided"])
+@pytest.mark.parametrize("layout", ["nchw", "batch-last", "channel-major", "strided"])
 def test_layers_give_the_same_numbers_for_any_memory_order(layout):
     """Forward and backward of conv, ReLU and pooling do not depend on how x and dy lie in memory."""
     rng = np.random.default_rng(0)
     x, dy_pool = tie_free((2, 3, 8, 8), 0).astype(np.float32) - 9, rng.standard_normal((2, 3, 4, 4))
 
     def arrange(a):
+        if layout == "batch-last":
+            return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
         if layout == "channel-major":
             return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
         if layout == "strided":
