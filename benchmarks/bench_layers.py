@@ -12,6 +12,10 @@ backward has one GEMM, the others two. Layers 2-5 get their input and dy in the 
 model hands them on (NCHW views of batch-last memory, see `overfeat_np.im2col`), layer 1 a
 plain NCHW batch. MaxPool2D is timed at the three pooled shapes too.
 
+Both the layers and their GEMMs run with freed memory kept for reuse, as the `overfeat-np` command
+line runs (`overfeat_np.memory.reuse_freed_memory`); `--default-malloc` measures glibc's default,
+under which every big array is fresh memory the kernel must zero first.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
     python benchmarks/bench_layers.py --batch 16 --repeat 5 --backend cupy
 """
@@ -26,6 +30,7 @@ import numpy as np
 from overfeat_np.backend import backend_name, get_array_module, get_backend
 from overfeat_np.im2col import conv_outsize
 from overfeat_np.layers import Conv2D, MaxPool2D
+from overfeat_np.memory import reuse_freed_memory
 
 # (name, in_channels, out_channels, kernel, stride, padding, input size, needs dx)
 CONVS = [
@@ -99,11 +104,12 @@ def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
 
 
 def bench_pool(xp, spec, batch: int, repeat: int, rng) -> dict:
-    """ms of MaxPool2D forward and forward+backward on a tie-free input."""
+    """ms of MaxPool2D forward and forward+backward on a tie-free input, x and dy in the
+    batch-last memory order the model hands on."""
     name, c, size, k = spec
     layer = MaxPool2D(k)
-    x = xp.asarray(rng.standard_normal((batch, c, size, size), dtype=np.float32))
-    dy = xp.asarray(rng.standard_normal((batch, c, size // k, size // k), dtype=np.float32))
+    x = xp.asarray(rng.standard_normal((c, size, size, batch), dtype=np.float32)).transpose(3, 0, 1, 2)
+    dy = _like(rng.standard_normal((batch, c, size // k, size // k), dtype=np.float32), layer.forward(x)[0])
 
     def fwd_bwd():
         _, cache = layer.forward(x)
@@ -147,10 +153,14 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds; the best is reported")
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     ap.add_argument("--layers", default="1,2,3,4,5", help="which conv layers, e.g. 2,5")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's default of unmapping freed big blocks (the CLI turns that off)")
     args = ap.parse_args(argv)
     xp = get_backend(args.backend)
     rng = np.random.default_rng(0)
-    print(f"backend={args.backend} batch={args.batch} repeat={args.repeat} float32")
+    reused = False if args.default_malloc else reuse_freed_memory()
+    print(f"backend={args.backend} batch={args.batch} repeat={args.repeat} float32; allocator: "
+          + ("freed memory reused (overfeat_np.memory, as the CLI)" if reused else "default"))
     if args.backend == "numpy":
         print(f"BLAS: {blas_info()}")
     wanted = {int(i) for i in args.layers.split(",")}

@@ -77,7 +77,7 @@ print("ReLU ok", errors["ReLU"])
 # gradient of a window **goes to the element that was the maximum**, and the rest get zero.
 #
 # Ties (two equal maxima) are a kink like ReLU's 0: the package gives the gradient to exactly
-# one element, the first maximum in row-major order within the window, so that no gradient is
+# one element, the first maximum scanning the window column by column, so that no gradient is
 # ever counted twice. Finite differences need tie-free inputs, e.g. a permutation of distinct
 # values.
 

@@ -39,6 +39,7 @@ from .data import (
 )
 from .demo import run_demo
 from .layers import Conv2D, Linear
+from .memory import reuse_freed_memory
 from .multiscale import classify_multiscale, scales_for, select_scales, softmax, ten_view
 from .serialization import load_weights
 from .train import RESIZE_RATIO, TrainConfig, default_transforms, evaluate, train
@@ -456,6 +457,7 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     try:
         get_backend(args.backend)  # fail before any work, with the install hint
+        reuse_freed_memory()  # this process is ours: keep freed blocks instead of unmapping them
         return COMMANDS[args.command].run(args) or 0
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

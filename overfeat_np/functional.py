@@ -53,57 +53,88 @@ def _in_order_of(a, ref):
 
 
 # --- max pooling -------------------------------------------------------------------------------
-def _pool_slices(k: int, stride: int, oh: int, ow: int):
-    for i in range(k):
-        for j in range(k):
-            yield (slice(None), slice(None), slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
+# A window's maximum is the maximum over its columns of each column's maximum, so pooling runs in
+# two passes: down the rows (`v`, one value per output row and input column), then across the
+# columns. In the layers' (C, H, W, N) memory a pass down the rows reads runs of W*N contiguous
+# numbers, a pass across the columns runs of only N; doing the rows first leaves the short runs
+# to the smaller array.
+def _rows(k: int, stride: int, oh: int):
+    return [(slice(None), slice(None), slice(i, i + stride * oh, stride)) for i in range(k)]
+
+
+def _cols(k: int, stride: int, ow: int):
+    return [(slice(None), slice(None), slice(None), slice(j, j + stride * ow, stride)) for j in range(k)]
+
+
+def _running_max(x, slices):
+    xp = get_array_module(x)
+    out = xp.empty_like(x[slices[0]])  # empty_like of a slice keeps x's memory order
+    out[...] = x[slices[0]]
+    for s in slices[1:]:
+        xp.maximum(out, x[s], out=out)
+    return out
 
 
 def maxpool_forward(x, k: int, stride: int | None = None):
     """Max pooling, floor output size. x (N, C, H, W) -> out (N, C, OH, OW), cache.
 
-    Computed as the running maximum of k*k strided slices: memory-bound and loop-free over pixels.
+    Separable and loop-free over pixels: `k` strided-slice maxima down the rows, `k` across the
+    columns (see the note above); memory-bound.
     """
     stride = k if stride is None else stride
-    xp = get_array_module(x)
     oh, ow = conv_outsize(x.shape[2], k, stride, 0), conv_outsize(x.shape[3], k, stride, 0)
-    out = None
-    for s in _pool_slices(k, stride, oh, ow):
-        if out is None:  # empty_like of a slice keeps x's memory order (batch-last or not)
-            out = xp.empty_like(x[s])
-            out[...] = x[s]
-        else:
-            xp.maximum(out, x[s], out=out)
-    return out, (x, out, k, stride)
+    v = _running_max(x, _rows(k, stride, oh))  # (N, C, OH, W): each window row-range's column max
+    out = _running_max(v, _cols(k, stride, ow))
+    return out, (x, v, out, k, stride)
 
 
-def maxpool_backward(dout, cache):
-    """dout (N, C, OH, OW) -> dx (N, C, H, W).
-
-    Tie rule: the gradient of each window goes to exactly one element, its first maximum in
-    row-major scan order of the window, so tied maxima never receive the gradient twice. Every
-    step writes into preallocated arrays (`out=`): the pass is memory-bound, temporaries cost.
-    """
-    x, out, k, stride = cache
-    xp = get_array_module(dout)
-    dout = _in_order_of(dout, out)  # k*k passes below: give them operands of one memory order
-    oh, ow = out.shape[2:]
-    tiles = stride == k and x.shape[2] == k * oh and x.shape[3] == k * ow
-    # When the windows tile the input exactly, every element of dx is written once below.
-    dx = xp.empty_like(x) if tiles else xp.zeros_like(x)
-    hit = xp.empty_like(out, dtype=bool)  # the memory order of out and x: no strided mixing
+def _route(grad, ref, candidates, dst, dst_slices, overlap: bool):
+    """Send `grad` to the first of `candidates` equal to `ref`, writing `dst[dst_slices[t]]`
+    (adding when windows overlap); the others get 0. Every step writes into preallocated arrays
+    (`out=`): the pass is memory-bound and temporaries cost."""
+    xp = get_array_module(grad)
+    hit = xp.empty_like(ref, dtype=bool)  # the memory order of ref: no strided mixing
     taken = None
-    for s in _pool_slices(k, stride, oh, ow):
-        xp.equal(x[s], out, out=hit)
+    last = len(candidates) - 1
+    for t, (cand, sl) in enumerate(zip(candidates, dst_slices)):
+        if t == last and t > 0 and not overlap:
+            # No earlier candidate matched exactly where this one must: what is left of grad is
+            # grad minus the (one or no) earlier share, exactly 0 or grad.
+            xp.subtract(grad, dst[dst_slices[0]], out=dst[sl])
+            for u in range(1, t):
+                xp.subtract(dst[sl], dst[dst_slices[u]], out=dst[sl])
+            return
+        xp.equal(cand, ref, out=hit)
         if taken is None:
             taken = hit.copy()
         else:
             xp.greater(hit, taken, out=hit)  # bools: hit > taken is "a max, and not yet claimed"
             taken |= hit
-        if stride >= k:  # non-overlapping: each input element belongs to at most one window
-            xp.multiply(dout, hit, out=dx[s])
+        if overlap:
+            dst[sl] += grad * hit
         else:
-            dx[s] += dout * hit
+            xp.multiply(grad, hit, out=dst[sl])
+
+
+def maxpool_backward(dout, cache):
+    """dout (N, C, OH, OW) -> dx (N, C, H, W).
+
+    Tie rule: the gradient of each window goes to exactly one element, its first maximum scanning
+    the window column by column (top to bottom within a column), so tied maxima never receive the
+    gradient twice. The forward's two passes are undone in reverse: across the columns (to the
+    first column holding the maximum), then down the rows (to the first row of that column).
+    """
+    x, v, out, k, stride = cache
+    xp = get_array_module(dout)
+    dout = _in_order_of(dout, out)  # the passes below: give them operands of one memory order
+    oh, ow = out.shape[2:]
+    overlap = stride < k
+    cols, rows = _cols(k, stride, ow), _rows(k, stride, oh)
+    # Where the windows tile an axis exactly, every element along it is written below.
+    g = xp.empty_like(v) if not overlap and x.shape[3] == k * ow else xp.zeros_like(v)
+    _route(dout, out, [v[s] for s in cols], g, cols, overlap)
+    dx = xp.empty_like(x) if not overlap and x.shape[2] == k * oh else xp.zeros_like(x)
+    _route(g, v, [x[s] for s in rows], dx, rows, overlap)
     return dx
 
 

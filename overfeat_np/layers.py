@@ -134,7 +134,7 @@ class Conv2D(Layer):
 class MaxPool2D(Layer):
     """Max pooling; stride defaults to the kernel (non-overlapping, as in the paper). Floor size.
 
-    On ties the whole gradient goes to the first maximum of the window in row-major order.
+    On ties the whole gradient goes to the first maximum of the window scanned column by column.
     """
 
     def __init__(self, kernel_size, stride=None):

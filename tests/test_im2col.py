@@ -5,7 +5,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from overfeat_np.im2col import batch_last, col2im, conv_outsize, im2col, pad_batch_last, stride_phases
+from overfeat_np.im2col import (
+    batch_last,
+    col2im,
+    conv_outsize,
+    im2col,
+    pad_batch_last,
+    stride_phases,
+)
 
 
 @st.composite

@@ -147,7 +147,7 @@ def test_maxpool_gradients_tie_free(geom, seed):
 @pytest.mark.parametrize("k,stride", [(2, None), (3, None), (3, 2), (2, 1)])
 def test_maxpool_ties_send_gradient_to_exactly_one_element(k, stride):
     """The documented tie rule: on a constant input each window passes its whole gradient to one
-    element, the first of the window in row-major order; the total gradient is conserved."""
+    element, the first of the window (its top-left); the total gradient is conserved."""
     s = k if stride is None else stride
     x = np.ones((2, 3, 7, 8), np.float32)
     y, cache = MaxPool2D(k, stride).forward(x)
@@ -165,10 +165,36 @@ def test_maxpool_ties_send_gradient_to_exactly_one_element(k, stride):
 
 
 def test_maxpool_tie_goes_to_first_maximum_in_scan_order():
+    """The window is scanned column by column: (1, 0) comes before (0, 1)."""
     x = np.array([[0, 5], [5, 5]], np.float32)[None, None]
     y, cache = maxpool_forward(x, 2)
     dx = maxpool_backward(np.ones_like(y), cache)
-    np.testing.assert_array_equal(dx[0, 0], [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(dx[0, 0], [[0, 0], [1, 0]])
+
+
+@given(pool_geometries(), seeds, st.sampled_from(["nchw", "batch-last"]))
+def test_maxpool_backward_with_ties_matches_loops(geom, seed, layout):
+    """Inputs of a few integer levels (ties everywhere) against a per-window loop applying the
+    documented rule: the first maximum in column-by-column scan order takes the gradient."""
+    shape, k, stride = geom
+    s = k if stride is None else stride
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    dy_shape = shape[:2] + (conv_outsize(shape[2], k, s, 0), conv_outsize(shape[3], k, s, 0))
+    dy = rng.uniform(1, 2, dy_shape).astype(np.float32)
+    if layout == "batch-last":
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    _, cache = maxpool_forward(x, k, stride)
+    dx = maxpool_backward(dy, cache)
+    ref = np.zeros(shape, np.float64)
+    for n in range(shape[0]):
+        for c in range(shape[1]):
+            for a in range(dy_shape[2]):
+                for b in range(dy_shape[3]):
+                    win = x[n, c, a * s:a * s + k, b * s:b * s + k]
+                    j, i = divmod(int(np.argmax(win.T)), k)  # argmax of the transpose: column order
+                    ref[n, c, a * s + i, b * s + j] += dy[n, c, a, b]
+    np.testing.assert_allclose(dx, ref, rtol=1e-6)
 
 
 def test_maxpool_floor_size_leaves_uncovered_rows_with_zero_gradient():
