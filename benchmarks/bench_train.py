@@ -9,7 +9,9 @@
     forward GEMM W (F, C*k*k) @ cols and the two backward GEMMs dW = dY @ cols^T and
     dcols = W^T @ dY (layer 1 skips dcols, as the model does), per full layer x @ W^T, dY^T @ x
     and dY @ W. The ratio model / GEMMs is the overhead of everything else (im2col, col2im,
-    pooling, ReLU, dropout, copies). Target: <= 1.2.
+    pooling, ReLU, dropout, copies). Target: <= 1.2. Both run with freed memory kept for reuse,
+    as the `overfeat-np` command line runs (`overfeat_np.memory.reuse_freed_memory`);
+    --default-malloc measures glibc's default, where every big array is fresh zeroed memory.
 (2) The small model training on synthetic shapes drawn on the fly (no cache) with the real loop
     (`train.train`): images/s with num_workers 0 and 2, next to the model step alone on
     pre-loaded batches and the loader alone (one process), so one sees whether the loader keeps
@@ -33,6 +35,7 @@ from overfeat_np import functional
 from overfeat_np.data import DataLoader, SyntheticShapes
 from overfeat_np.layers import Conv2D, Linear
 from overfeat_np.losses import softmax_cross_entropy
+from overfeat_np.memory import reuse_freed_memory
 from overfeat_np.models import overfeat_fast
 from overfeat_np.optim import SGD
 from overfeat_np.train import TrainConfig, build_model, default_transforms, train
@@ -193,8 +196,12 @@ def main():
     p.add_argument("--skip-fast", action="store_true", help="only the small model part")
     p.add_argument("--skip-small", action="store_true", help="only the fast model part")
     p.add_argument("--breakdown", action="store_true", help="also time (1) per function")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="keep glibc's default of unmapping freed big blocks (the CLI turns that off)")
     args = p.parse_args()
-    print(f"numpy {np.__version__}, {os.cpu_count()} CPUs")
+    reused = False if args.default_malloc else reuse_freed_memory()
+    print(f"numpy {np.__version__}, {os.cpu_count()} CPUs; allocator: "
+          + ("freed memory reused (overfeat_np.memory, as the CLI)" if reused else "default"))
     if not args.skip_fast:
         bench_fast(args.batch, args.reps)
         if args.breakdown:
