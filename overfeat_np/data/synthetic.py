@@ -11,6 +11,8 @@ and pixel noise.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .layout import write_imagenet_layout
@@ -39,46 +41,89 @@ _DEFAULT_SCALES = {"classification": (0.45, 0.85), "localization": (0.2, 0.8),
 
 def _shape_mask(cls: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Inside-test of class `cls` in its own frame, the shape filling [-1, 1]^2; u, v (h, w)."""
-    au, av = np.abs(u), np.abs(v)
-    r2 = u * u + v * v
     name = CLASS_NAMES[cls]
+    # Each test computes only the terms it needs (abs, radius) on the object's window.
     if name == "disc":
-        return r2 <= 1.0
+        return u * u + v * v <= 1.0
     if name == "square":
-        return np.maximum(au, av) <= 0.85
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.85
     if name == "triangle":  # apex up, base at v = 0.85
-        return (v <= 0.85) & (v >= -0.95) & (au <= (v + 0.95) * (0.95 / 1.8))
+        return (v <= 0.85) & (v >= -0.95) & (np.abs(u) <= (v + 0.95) * (0.95 / 1.8))
     if name == "cross":
+        au, av = np.abs(u), np.abs(v)
         return ((au <= 0.3) & (av <= 0.95)) | ((av <= 0.3) & (au <= 0.95))
     if name == "ring":
+        r2 = u * u + v * v
         return (r2 <= 1.0) & (r2 >= 0.55 ** 2)
     if name == "striped bar":
-        return (au <= 1.0) & (av <= 0.4)
+        return (np.abs(u) <= 1.0) & (np.abs(v) <= 0.4)
     if name == "diamond":
-        return au + av <= 1.0
+        return np.abs(u) + np.abs(v) <= 1.0
     if name == "star":
         theta = np.arctan2(v, u)
-        return np.sqrt(r2) <= 0.55 + 0.42 * np.cos(5 * theta)
+        return np.sqrt(u * u + v * v) <= 0.55 + 0.42 * np.cos(5 * theta)
     if name == "crescent":
-        return (r2 <= 1.0) & ((u - 0.45) ** 2 + v * v >= 0.75 ** 2)
+        return (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v >= 0.75 ** 2)
     if name == "frame":
-        m = np.maximum(au, av)
+        m = np.maximum(np.abs(u), np.abs(v))
         return (m <= 0.9) & (m >= 0.55)
     raise ValueError(f"unknown class {cls}")
 
 
+@functools.lru_cache(maxsize=16)
+def _lerp_weights(n_in: int, n_out: int):
+    """Corner-aligned linear interpolation from n_in to n_out points: for each output point the
+    lower input index i0 (n_out,) and the weights (1 - f, f) of inputs i0 and i0 + 1 (n_out,)."""
+    pos = np.linspace(0, n_in - 1, n_out)
+    i0 = np.minimum(pos.astype(int), n_in - 2)
+    f = pos - i0
+    for a in (i0, f):
+        a.flags.writeable = False  # shared between calls through the cache
+    return i0, 1 - f, f
+
+
 def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Bilinear upsampling of grid (gh, gw, c) to (h, w, c), corners aligned."""
+    """Bilinear upsampling of grid (gh, gw, c) to planes (c, h, w), corners aligned."""
     gh, gw = grid.shape[:2]
-    y = np.linspace(0, gh - 1, h)
-    x = np.linspace(0, gw - 1, w)
-    y0 = np.minimum(y.astype(int), gh - 2)
-    x0 = np.minimum(x.astype(int), gw - 2)
-    wy = (y - y0)[:, None, None]
-    wx = (x - x0)[None, :, None]
-    top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
-    bot = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
-    return top * (1 - wy) + bot * wy
+    y0, wy0, wy1 = _lerp_weights(gh, h)
+    x0, wx0, wx1 = _lerp_weights(gw, w)
+    planes = grid.transpose(2, 0, 1)
+    # Interpolate each grid row along x once, (c, gh, w), then blend pairs of rows: per pixel
+    # the same operations as interpolating it from its four grid corners.
+    rows = np.take(planes, x0, axis=2)
+    rows *= wx0
+    right = np.take(planes, x0 + 1, axis=2)
+    right *= wx1
+    rows += right
+    out = np.take(rows, y0, axis=1)
+    out *= wy0[:, None]
+    bot = np.take(rows, y0 + 1, axis=1)
+    bot *= wy1[:, None]
+    out += bot
+    return out
+
+
+def _blend(window: np.ndarray, mask: np.ndarray, alpha: float, colour: np.ndarray) -> None:
+    """Where mask (h, w): window (3, h, w) = (1 - alpha) * window + colour (3,), in place (colour
+    already multiplied by alpha)."""
+    mixed = window * (1 - alpha)
+    mixed += colour[:, None, None]
+    np.copyto(window, mixed, where=mask)
+
+
+def _runs(inside: np.ndarray) -> list:
+    """For each row of inside bool (k, n): the slice from its first to its last True, or None."""
+    first = inside.argmax(axis=1)
+    last = inside.shape[1] - inside[:, ::-1].argmax(axis=1)
+    return [slice(a, b) if any_ else None
+            for a, b, any_ in zip(first.tolist(), last.tolist(), inside.any(axis=1).tolist())]
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Round and clip float (3, H, W) planes, in place, into a uint8 (H, W, 3) image."""
+    np.rint(img, out=img)
+    np.clip(img, 0, 255, out=img)
+    return img.transpose(1, 2, 0).astype(np.uint8, order="C")
 
 
 def _dull_colour(rng) -> np.ndarray:
@@ -142,9 +187,8 @@ class SyntheticShapes:
         i = self._check_index(i)
         if self._cache is not None and i in self._cache:
             return dict(self._cache[i])
-        image, masks, labels = self.render(i)
-        sample = make_sample(image, labels[0] if len(labels) else -1,
-                             _mask_boxes(masks), labels)
+        image, _, labels, boxes = self._render(i)
+        sample = make_sample(image, labels[0] if len(labels) else -1, boxes, labels)
         if self._cache is not None:
             self._cache[i] = sample
             sample = dict(sample)
@@ -160,13 +204,14 @@ class SyntheticShapes:
 
     def _rngs(self, i: int):
         # Two independent streams, so the background is the same with or without objects.
-        bg, obj = np.random.SeedSequence([self.seed, i]).spawn(2)
-        return np.random.default_rng(bg), np.random.default_rng(obj)
+        # The streams SeedSequence([seed, i]).spawn(2) gives, without spawn()'s overhead.
+        return tuple(np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence([self.seed, i], spawn_key=(k,)))) for k in (0, 1))
 
     def background(self, i: int) -> np.ndarray:
         """The cluttered background of image i before objects are painted: uint8 (H, W, 3)."""
         i = self._check_index(i)
-        return np.clip(np.rint(self._background(self._rngs(i)[0])), 0, 255).astype(np.uint8)
+        return _to_uint8(self._background(self._rngs(i)[0]))
 
     def render(self, i: int):
         """Draw image i. Returns image uint8 (H, W, 3), masks bool (k, H, W), labels int64 (k,).
@@ -174,65 +219,99 @@ class SyntheticShapes:
         masks[j] are the pixels painted for object j (before later objects cover any of them);
         objects are sorted by mask area, largest first.
         """
-        i = self._check_index(i)
-        bg_rng, rng = self._rngs(i)
-        img = self._background(bg_rng)
+        image, objects, labels, _ = self._render(self._check_index(i))
         h, w = self.image_size
+        masks = np.zeros((len(objects), h, w), bool)
+        for m, (inside, y0, x0) in zip(masks, objects):
+            m[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]] = inside
+        return image, masks, labels
+
+    def _render(self, i: int):
+        """Image i: (image uint8 (H, W, 3), [(inside bool (h, w), y0, x0)] per object, labels
+        int64 (k,), boxes float32 (k, 4)), objects sorted by area, largest first."""
+        bg_rng, rng = self._rngs(i)
+        img = self._background(bg_rng)  # (3, H, W)
         if self.mode == "detection":
             count = int(rng.integers(0, self.max_objects + 1))
         else:
             count = 1
-        masks, labels, boxes = [], [], []
+        objects, labels, boxes = [], [], []
         for _ in range(count):
             cls = int(rng.integers(self.num_classes))
             for _attempt in range(20):
                 obj = self._draw_object(rng, cls)
                 if obj is None:
                     continue
-                mask, patch, window = obj
-                box = _mask_boxes(mask[None])[0]
+                inside, patch, y0, x0 = obj
+                box = _mask_boxes(inside[None])[0] + np.array([x0, y0, x0, y0], np.float32)
                 if all(_cover(box, b) <= self.max_overlap for b in boxes):
                     break
             else:
                 continue  # no free room for this object; the image just has fewer
-            img[window][mask[window]] = patch[mask[window]]
-            masks.append(mask)
+            oh, ow = inside.shape
+            np.copyto(img[:, y0:y0 + oh, x0:x0 + ow], patch, where=inside)
+            objects.append((inside, y0, x0))
             labels.append(cls)
             boxes.append(box)
-        image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-        masks = np.array(masks, dtype=bool).reshape(-1, h, w)
-        labels = np.array(labels, dtype=np.int64)
-        order = np.argsort(-masks.sum(axis=(1, 2)), kind="stable")
-        return image, masks[order], labels[order]
+        order = np.argsort(-np.array([m.sum() for m, _, _ in objects], np.int64), kind="stable")
+        return (_to_uint8(img), [objects[j] for j in order],
+                np.array(labels, np.int64)[order], np.array(boxes, np.float32).reshape(-1, 4)[order])
 
     def _background(self, rng) -> np.ndarray:
+        """The background before rounding: float64 (3, H, W), channel planes (so that painting
+        through a mask is a plain 2-D masked copy per plane)."""
         h, w = self.image_size
         base = _dull_colour(rng)
         shade = rng.uniform(-30, 30, (4, 4, 3))  # smooth illumination changes
-        img = base + _upsample(shade, h, w)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+        img = _upsample(shade, h, w)
+        img += base[:, None, None]
+        # Pixel centres as a column and a row: every blob and line test below is computed only
+        # on the sub-window that can hold its pixels, by broadcasting slices of these two.
+        yy = np.arange(h) + 0.5
+        xx = np.arange(w) + 0.5
         side = min(h, w)
-        for _ in range(int(rng.integers(2, 7))):  # faint blobs
-            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-            ry, rx = rng.uniform(0.05, 0.3, 2) * side
-            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-            alpha = rng.uniform(0.15, 0.4)
-            img[m] = (1 - alpha) * img[m] + alpha * _dull_colour(rng)
-        for _ in range(int(rng.integers(1, 5))):  # faint lines
-            p = rng.uniform(0, 1, 2) * (h, w)
-            q = rng.uniform(0, 1, 2) * (h, w)
+        # Each blob draws cy, cx, ry, rx, alpha and a dull colour (grey + 3 tints); one call for
+        # all blobs yields the same numbers in the same order as one call per draw.
+        blobs = rng.uniform((0, 0, 0.05, 0.05, 0.15, 60, -18, -18, -18),
+                            (h, w, 0.3, 0.3, 0.4, 190, 18, 18, 18),
+                            (int(rng.integers(2, 7)), 9))
+        cy, cx, alpha = blobs[:, 0:1], blobs[:, 1:2], blobs[:, 4]
+        fy = ((yy - cy) / (blobs[:, 2:3] * side)) ** 2  # (blobs, H)
+        fx = ((xx - cx) / (blobs[:, 3:4] * side)) ** 2  # (blobs, W)
+        colours = blobs[:, 4:5] * (blobs[:, 5:6] + blobs[:, 6:9])
+        # Both terms are >= 0, so a pixel inside has each term <= 1: that bounds the window.
+        for j, (ys, xs) in enumerate(zip(_runs(fy <= 1.0), _runs(fx <= 1.0))):  # faint blobs
+            if ys is not None and xs is not None:
+                _blend(img[:, ys, xs], fy[j, ys, None] + fx[j, None, xs] <= 1.0, alpha[j],
+                       colours[j])
+        # Each line draws its two end points (y, x), radius, alpha and a dull colour.
+        lines = rng.uniform((0, 0, 0, 0, 0.5, 0.15, 60, -18, -18, -18),
+                            (1, 1, 1, 1, 0.03 * side + 1.0, 0.4, 190, 18, 18, 18),
+                            (int(rng.integers(1, 5)), 10))
+        for line in lines:  # faint lines
+            p, q = line[0:2] * (h, w), line[2:4] * (h, w)
+            radius, alpha = float(line[4]), line[5]
+            colour = alpha * (line[6] + line[7:10])
+            # Pixels within `radius` of the segment lie in its bounding box grown by radius; two
+            # more pixels of margin make rounding irrelevant.
+            y0 = max(int(np.floor(min(p[0], q[0]) - radius)) - 2, 0)
+            y1 = min(int(np.ceil(max(p[0], q[0]) + radius)) + 2, h)
+            x0 = max(int(np.floor(min(p[1], q[1]) - radius)) - 2, 0)
+            x1 = min(int(np.ceil(max(p[1], q[1]) + radius)) + 2, w)
+            wy, wx = yy[y0:y1, None], xx[None, x0:x1]
             d = q - p
-            t = np.clip(((yy - p[0]) * d[0] + (xx - p[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
-            dist2 = (yy - p[0] - t * d[0]) ** 2 + (xx - p[1] - t * d[1]) ** 2
-            m = dist2 <= (rng.uniform(0.5, 0.03 * side + 1.0)) ** 2
-            alpha = rng.uniform(0.15, 0.4)
-            img[m] = (1 - alpha) * img[m] + alpha * _dull_colour(rng)
-        img += rng.normal(0.0, 6.0, img.shape)
+            t = np.clip(((wy - p[0]) * d[0] + (wx - p[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
+            dist2 = (wy - p[0] - t * d[0]) ** 2 + (wx - p[1] - t * d[1]) ** 2
+            _blend(img[:, y0:y1, x0:x1], dist2 <= radius ** 2, alpha, colour)
+        # rng.normal(0, 6, (H, W, 3)) is these draws times 6, in (H, W, 3) order.
+        noise = rng.standard_normal((h, w, 3))
+        noise *= 6.0
+        img += noise.transpose(2, 0, 1)
         return img
 
     def _draw_object(self, rng, cls: int):
-        """Place one object. Returns None or (mask bool (H, W), colours float (h, w, 3) of the
-        object's window, the window as a pair of slices)."""
+        """Place one object. Returns None or (inside bool (h, w), colours float (3, h, w), y0, x0):
+        the object's pixels and colours on the window of the image whose top-left is (y0, x0)."""
         h, w = self.image_size
         side = min(h, w)
         size = rng.uniform(self.min_scale, self.max_scale) * side
@@ -247,10 +326,11 @@ class SyntheticShapes:
         cx, cy = rng.uniform(ex, w - ex), rng.uniform(ey, h - ey)
         x0, x1 = max(int(cx - ex) - 1, 0), min(int(cx + ex) + 2, w)
         y0, y1 = max(int(cy - ey) - 1, 0), min(int(cy + ey) + 2, h)
-        dy, dx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
+        dx = np.arange(x0, x1) + 0.5
         dx -= cx
+        dy = np.arange(y0, y1)[:, None] + 0.5
         dy -= cy
-        u = (dx * c + dy * s) / hx
+        u = (dx * c + dy * s) / hx  # (h, w) by broadcasting the row dx and the column dy
         v = (-dx * s + dy * c) / hy
         local = _shape_mask(cls, u, v)
         if not local.any():
@@ -263,10 +343,11 @@ class SyntheticShapes:
         shading = 1.0 + rng.uniform(-0.15, 0.15) * u + rng.uniform(-0.15, 0.15) * v
         if CLASS_NAMES[cls] == "striped bar":  # the texture is part of the class identity
             shading = shading * np.where(np.floor((u + 1.0) * 3.5) % 2 == 0, 1.0, 0.55)
-        patch = colour * shading[..., None] + rng.normal(0.0, 5.0, (y1 - y0, x1 - x0, 3))
-        mask = np.zeros((h, w), bool)
-        mask[y0:y1, x0:x1] = local
-        return mask, patch, (slice(y0, y1), slice(x0, x1))
+        noise = rng.standard_normal((y1 - y0, x1 - x0, 3))  # rng.normal(0, 5) / 5, (h, w, 3)
+        noise *= 5.0
+        patch = colour[:, None, None] * shading
+        patch += noise.transpose(2, 0, 1)
+        return local, patch, y0, x0
 
     def write_imagenet_tree(self, root, split: str = "train", **kwargs):
         """Write this dataset as an ImageNet-layout tree; see layout.write_imagenet_layout."""
