@@ -243,7 +243,7 @@ class SyntheticShapes:
                 if obj is None:
                     continue
                 inside, patch, y0, x0 = obj
-                box = _mask_boxes(inside[None])[0] + np.array([x0, y0, x0, y0], np.float32)
+                box = _mask_boxes(inside[None], x0, y0)[0]
                 if all(_cover(box, b) <= self.max_overlap for b in boxes):
                     break
             else:
@@ -253,9 +253,11 @@ class SyntheticShapes:
             objects.append((inside, y0, x0))
             labels.append(cls)
             boxes.append(box)
-        order = np.argsort(-np.array([m.sum() for m, _, _ in objects], np.int64), kind="stable")
+        areas = [int(np.count_nonzero(m)) for m, _, _ in objects]
+        order = sorted(range(len(objects)), key=lambda j: -areas[j])  # stable: ties keep order
         return (_to_uint8(img), [objects[j] for j in order],
-                np.array(labels, np.int64)[order], np.array(boxes, np.float32).reshape(-1, 4)[order])
+                np.array([labels[j] for j in order], np.int64),
+                np.array([boxes[j] for j in order], np.float32).reshape(-1, 4))
 
     def _background(self, rng) -> np.ndarray:
         """The background before rounding: float64 (3, H, W), channel planes (so that painting
@@ -288,21 +290,23 @@ class SyntheticShapes:
         lines = rng.uniform((0, 0, 0, 0, 0.5, 0.15, 60, -18, -18, -18),
                             (1, 1, 1, 1, 0.03 * side + 1.0, 0.4, 190, 18, 18, 18),
                             (int(rng.integers(1, 5)), 10))
-        for line in lines:  # faint lines
-            p, q = line[0:2] * (h, w), line[2:4] * (h, w)
-            radius, alpha = float(line[4]), line[5]
-            colour = alpha * (line[6] + line[7:10])
-            # Pixels within `radius` of the segment lie in its bounding box grown by radius; two
-            # more pixels of margin make rounding irrelevant.
-            y0 = max(int(np.floor(min(p[0], q[0]) - radius)) - 2, 0)
-            y1 = min(int(np.ceil(max(p[0], q[0]) + radius)) + 2, h)
-            x0 = max(int(np.floor(min(p[1], q[1]) - radius)) - 2, 0)
-            x1 = min(int(np.ceil(max(p[1], q[1]) + radius)) + 2, w)
-            wy, wx = yy[y0:y1, None], xx[None, x0:x1]
+        ends = lines[:, 0:4] * (h, w, h, w)  # p = ends[:, :2], q = ends[:, 2:]
+        radii = lines[:, 4].tolist()
+        colours = lines[:, 5:6] * (lines[:, 6:7] + lines[:, 7:10])
+        # Pixels within `radius` of the segment lie in its bounding box grown by radius; two
+        # more pixels of margin make rounding irrelevant.
+        lo = np.floor(np.minimum(ends[:, 0:2], ends[:, 2:4]) - lines[:, 4:5]).astype(int) - 2
+        hi = np.ceil(np.maximum(ends[:, 0:2], ends[:, 2:4]) + lines[:, 4:5]).astype(int) + 2
+        lo, hi = np.maximum(lo, 0).tolist(), np.minimum(hi, (h, w)).tolist()
+        for j, line in enumerate(lines):  # faint lines
+            (y0, x0), (y1, x1) = lo[j], hi[j]
+            p, q = ends[j, 0:2], ends[j, 2:4]
             d = q - p
-            t = np.clip(((wy - p[0]) * d[0] + (wx - p[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
-            dist2 = (wy - p[0] - t * d[0]) ** 2 + (wx - p[1] - t * d[1]) ** 2
-            _blend(img[:, y0:y1, x0:x1], dist2 <= radius ** 2, alpha, colour)
+            py = yy[y0:y1, None] - p[0]  # (h, 1)
+            px = xx[None, x0:x1] - p[1]  # (1, w)
+            t = np.clip((py * d[0] + px * d[1]) / max(d @ d, 1e-9), 0, 1)
+            dist2 = (py - t * d[0]) ** 2 + (px - t * d[1]) ** 2
+            _blend(img[:, y0:y1, x0:x1], dist2 <= radii[j] ** 2, line[5], colours[j])
         # rng.normal(0, 6, (H, W, 3)) is these draws times 6, in (H, W, 3) order.
         noise = rng.standard_normal((h, w, 3))
         noise *= 6.0
@@ -354,13 +358,14 @@ class SyntheticShapes:
         return write_imagenet_layout(root, self, split=split, **kwargs)
 
 
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight (left, top, right, bottom) boxes, right/bottom exclusive, of masks (k, H, W)."""
+def _mask_boxes(masks: np.ndarray, x0: int = 0, y0: int = 0) -> np.ndarray:
+    """Tight (left, top, right, bottom) boxes, right/bottom exclusive, of masks (k, H, W) whose
+    top-left pixel is (y0, x0) of the image."""
     boxes = np.zeros((len(masks), 4), np.float32)
     for j, m in enumerate(masks):  # k is at most a handful; the scans below are vectorised
         rows = np.flatnonzero(m.any(axis=1))
         cols = np.flatnonzero(m.any(axis=0))
-        boxes[j] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+        boxes[j] = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
     return boxes
 
 

@@ -84,16 +84,21 @@ def center_crop(image: np.ndarray, boxes, size):
 
 def hflip(image: np.ndarray, boxes):
     """Mirror left-right. Returns image (H, W, 3) and boxes (k, 4) with x -> W - x."""
-    w = image.shape[1]
+    return np.ascontiguousarray(image[:, ::-1]), _flip_boxes(boxes, image.shape[1])
+
+
+def _flip_boxes(boxes, w: int) -> np.ndarray:
+    """Boxes (k, 4) of a W-wide image mirrored left-right: x -> W - x."""
     boxes = _as_boxes(boxes)
-    flipped = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
-    return np.ascontiguousarray(image[:, ::-1]), flipped
+    return np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
 
 
 def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-    """(image - mean) / std per channel; image uint8 (H, W, 3) -> float32 (3, H, W)."""
-    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-    x -= np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    """(image - mean) / std per channel; image uint8 (H, W, 3), any strides -> float32 (3, H, W)."""
+    planes = image.transpose(2, 0, 1)
+    x = np.empty(planes.shape, np.float32)
+    # uint8 -> float32 is exact, so subtracting in one pass equals converting, then subtracting.
+    np.subtract(planes, np.asarray(mean, np.float32).reshape(-1, 1, 1), out=x)
     x *= (1.0 / np.asarray(std, np.float32)).reshape(-1, 1, 1)
     return x
 
@@ -125,7 +130,8 @@ class TrainTransform:
             image, boxes = resize_smallest(image, boxes, self.resize)
         image, boxes = random_crop(image, boxes, self.crop, rng)
         if self.flip and rng.random() < 0.5:
-            image, boxes = hflip(image, boxes)
+            # A mirrored view: normalize() reads it in its one pass, no flipped copy is made.
+            image, boxes = image[:, ::-1], _flip_boxes(boxes, image.shape[1])
         boxes, box_labels = drop_degenerate(boxes, sample["box_labels"])
         return normalize(image, self.mean, self.std), boxes, box_labels
 
