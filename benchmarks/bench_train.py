@@ -13,9 +13,17 @@
     as the `overfeat-np` command line runs (`overfeat_np.memory.reuse_freed_memory`);
     --default-malloc measures glibc's default, where every big array is fresh zeroed memory.
 (2) The small model training on synthetic shapes drawn on the fly (no cache) with the real loop
-    (`train.train`): images/s with num_workers 0 and 2, next to the model step alone on
-    pre-loaded batches and the loader alone (one process), so one sees whether the loader keeps
-    up. Every figure is the best of --reps interleaved rounds (other processes' load hits all
+    (`train.train`) and num_workers 0, 1 and 2, next to the model step alone on pre-loaded
+    batches and the loader alone (one process; also its CPU time per image). Each is measured
+    with the BLAS as it is and limited to one thread (threadpoolctl): on two cores, two BLAS
+    threads and two loader processes take turns on the cores and the step slows down far more
+    than the loader's own CPU time explains. Per setting: ms per step, the mean time the loop
+    waits for its next batch, images/s, and images/s as a fraction of the model alone.
+    "The loader keeps up" is measured as: with num_workers=2 (best BLAS setting), the loop waits
+    for batches less than 5% of its step time AND trains at >= 90% of the model-alone images/s
+    (default BLAS). The line "CPU bound" says how far any loader of this CPU cost could go: the
+    model's step on one core plus the loader's CPU time per batch, spread over the cores.
+    Every figure is the best of --reps interleaved rounds (other processes' load hits all
     alike). Worker start-up and the first 10 steps are not counted.
 (3) --breakdown: where (1)'s time goes, per function of `overfeat_np.functional` (GEMMs
     included in conv/linear) and, inside them, im2col and col2im: ms per step, each call's best
@@ -26,12 +34,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import time
+import typing
 
 import numpy as np
 
 from overfeat_np import functional
+from overfeat_np import train as train_module
 from overfeat_np.data import DataLoader, SyntheticShapes
 from overfeat_np.layers import Conv2D, Linear
 from overfeat_np.losses import softmax_cross_entropy
@@ -147,7 +158,32 @@ def breakdown(batch: int, reps: int):
         print(f"  {name:17} {best.sum():7.1f}  [" + ", ".join(f"{t:.1f}" for t in best) + "]")
 
 
-def bench_small(steps: int, reps: int, batch: int = 32):
+class _TimedLoader(DataLoader):
+    """DataLoader that records how long the consumer waits for each batch (`waits`, seconds)."""
+
+    waits: typing.ClassVar[list] = []
+
+    def batches(self, epoch, start_batch=0):
+        it = super().batches(epoch, start_batch)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                return
+            _TimedLoader.waits.append(time.perf_counter() - t0)
+            yield batch
+
+
+def _blas_limit(threads):
+    """Context limiting the BLAS of this process to `threads` (None: as it is)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits  # a dev dependency, as the benchmarks are
+    return threadpool_limits(threads, user_api="blas")
+
+
+def bench_small(steps: int, reps: int, batch: int = 32, workers=(0, 1, 2), blas=(None, 1)):
+    """(2): the small model alone, the loader alone, and training with both, per BLAS setting."""
     train_set = SyntheticShapes(steps * batch + 64, image_size=72, seed=0)  # drawn on every access
     tf = default_transforms(64, resize=None)
     n = steps * batch
@@ -168,24 +204,66 @@ def bench_small(steps: int, reps: int, batch: int = 32):
             _, d = softmax_cross_entropy(logits, b["labels"])
             opt.step(model.backward(d, cache)[1])
 
-    def with_loader(workers):
+    def with_loader(w):
+        """(seconds for `steps` steps, mean wait for a batch per step), steps 10.. only."""
         stamps = []
         cfg = TrainConfig(model="small", batch_size=batch, lr=0.05, milestones=(), out_dir=None,
-                          progress=False, workers=workers, max_steps=steps + 10)
-        train(cfg, train_set, transforms=tf, on_step=lambda _r: stamps.append(time.perf_counter()))
-        return (stamps[-1] - stamps[9]) * steps / (len(stamps) - 10)  # steps 10..: no start-up
+                          progress=False, workers=w, max_steps=steps + 10)
+        _TimedLoader.waits = []
+        original, train_module.DataLoader = train_module.DataLoader, _TimedLoader
+        try:
+            train(cfg, train_set, transforms=tf, on_step=lambda _r: stamps.append(time.perf_counter()))
+        finally:
+            train_module.DataLoader = original
+        wait = float(np.mean(_TimedLoader.waits[10:]))  # waits[k]: the wait before step k + 1
+        return (stamps[-1] - stamps[9]) * steps / (len(stamps) - 10), wait
 
-    best = {}
+    best, waits = {}, {}  # keyed (BLAS threads, "model" or num_workers)
+    loader_t = loader_cpu = np.inf
     for _ in range(reps):  # interleaved rounds, best of each: other load hits all alike
-        for name, fn in (("loader alone", loader_alone), ("model step alone", model_alone)):
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best.get(name, np.inf), time.perf_counter() - t0)
-        for w in (0, 2):
-            name = f"training with the loader, num_workers={w}"
-            best[name] = min(best.get(name, np.inf), with_loader(w))
-    print(f"small model, batch {batch}, {steps} steps, best of {reps}: "
-          + "; ".join(f"{name} {n / t:.0f} images/s" for name, t in best.items()))
+        t0, c0 = time.perf_counter(), time.process_time()
+        loader_alone()
+        loader_t = min(loader_t, time.perf_counter() - t0)
+        loader_cpu = min(loader_cpu, time.process_time() - c0)
+        for threads in blas:
+            with _blas_limit(threads):
+                t0 = time.perf_counter()
+                model_alone()
+                key = (threads, "model")
+                best[key] = min(best.get(key, np.inf), time.perf_counter() - t0)
+                for w in workers:
+                    t, wait = with_loader(w)
+                    if t < best.get((threads, w), np.inf):
+                        best[threads, w], waits[threads, w] = t, wait
+
+    default = best[None, "model"]
+    print(f"small model, batch {batch}, {steps} steps, best of {reps}: loader alone "
+          f"{n / loader_t:.0f} images/s; model step alone {n / default:.0f} images/s; "
+          + "; ".join(f"training with the loader, num_workers={w} {n / best[None, w]:.0f} images/s"
+                      for w in workers))
+    print(f"  the loader's CPU time per image (one process): {1e6 * loader_cpu / n:.0f} us")
+    print("  | BLAS threads | num_workers | ms per step | waiting for the batch | images/s | "
+          "of the model alone (same BLAS) | of the model alone (default BLAS) |")
+    print("  |---|---|---|---|---|---|---|")
+    for threads in blas:
+        name = "default" if threads is None else str(threads)
+        m = best[threads, "model"]
+        print(f"  | {name} | model alone | {1e3 * m / steps:.1f} | - | {n / m:.0f} | 100% | "
+              f"{default / m:.0%} |")
+        for w in workers:
+            t, wait = best[threads, w], waits[threads, w]
+            print(f"  | {name} | {w} | {1e3 * t / steps:.1f} | {1e3 * wait:.2f} ms "
+                  f"({wait * steps / t:.0%}) | {n / t:.0f} | {m / t:.0%} | {default / t:.0%} |")
+    one = best.get((1, "model"), default)  # the model's step on one core
+    cores = os.cpu_count() or 1
+    bound = max(one, (one + loader_cpu) / cores)
+    print(f"  CPU bound: the step on one core {1e3 * one / steps:.1f} ms + the loader's CPU "
+          f"{1e3 * loader_cpu / steps:.1f} ms per batch over {cores} cores: at most "
+          f"{n / bound:.0f} images/s ({default / bound:.0%} of the model alone)")
+    t, wait = min((best[k], waits[k]) for k in waits if k[1] == 2)
+    keeps_up = wait * steps / t < 0.05 and default / t >= 0.9
+    print(f"  keeps up (num_workers=2: waits < 5% of the step and >= 90% of the model alone's "
+          f"images/s): {'yes' if keeps_up else 'no'}")
 
 
 def main():

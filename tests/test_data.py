@@ -348,6 +348,32 @@ def test_abandoned_iteration_and_close_leave_no_processes():
     loader.close()
 
 
+
+def test_an_error_in_a_worker_is_raised_in_the_parent_with_its_traceback():
+    ds = SyntheticShapes(12, image_size=40, num_classes=3)
+    with DataLoader(ds, 4, TrainTransform(crop=48, resize=None), num_workers=2) as loader:
+        for _ in range(2):  # the pool survives the error and raises it again
+            with pytest.raises(ValueError, match="larger than the 40x40 image") as err:
+                list(loader.batches(0))
+            assert "random_crop" in str(err.value.__cause__)  # the worker's traceback
+        loader.transform = TrainTransform(crop=32, resize=None)
+        loader.close()  # workers hold the transform they started with
+        assert len(list(loader.batches(0))) == 3
+
+
+def test_a_killed_worker_is_reported_and_the_loader_closed():
+    ds = SyntheticShapes(60, image_size=32, num_classes=3)
+    loader = DataLoader(ds, 2, EvalTransform(crop=24, resize=None), num_workers=2, prefetch=1)
+    batches = loader.batches(0)
+    next(batches)
+    victim = loader._workers.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=f"worker 0 \\(pid {victim}\\) ended"):
+        list(batches)
+    assert multiprocessing.active_children() == []
+    assert len(list(loader.batches(0, start_batch=28))) == 2  # a fresh pool
+    loader.close()
+
 INTERRUPTED_SCRIPT = textwrap.dedent("""
     import signal
     import time
@@ -358,7 +384,7 @@ INTERRUPTED_SCRIPT = textwrap.dedent("""
                             EvalTransform(crop=80, resize=None), num_workers=2)
         for j, batch in enumerate(loader):
             if j == 0:
-                print(*loader._workers._pool._processes, flush=True)
+                print(*loader._workers.pids, flush=True)
             time.sleep(0.02)
 """)
 

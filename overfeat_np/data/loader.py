@@ -12,14 +12,13 @@ batches per worker ahead of the consumer. The dataset and transform must be pick
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import logging
 import sys
 
 import numpy as np
 
 from .batch import load_batch
-from .workers import WorkerPool
+from .workers import WorkerDied, WorkerPool
 
 log = logging.getLogger("overfeat_np.data")
 
@@ -114,7 +113,7 @@ class DataLoader:
         yield from self._batches_from_workers(epoch, todo)
 
     def _batches_from_workers(self, epoch, todo):
-        if self._workers is None:
+        if self._workers is None or self._workers.closed:
             self._workers = WorkerPool(self.dataset, self.transform, self.num_workers,
                                        self.num_workers * self.prefetch, self.mp_context)
         workers = self._workers
@@ -126,24 +125,27 @@ class DataLoader:
             if idx is not None:
                 pending.append(workers.submit(self.seed, epoch, idx))
 
-        for _ in range(self.num_workers * self.prefetch):
-            submit()
         try:
+            for _ in range(self.num_workers * self.prefetch):
+                submit()
             while pending:
-                try:
-                    result = workers.receive(pending.popleft())
-                except concurrent.futures.process.BrokenProcessPool as err:
-                    self.close()
-                    raise RuntimeError("a data loader worker died (out of memory? killed?); "
-                                       "the loader was closed") from err
+                result = workers.receive(pending.popleft())
                 submit()  # keep the queue full while the caller works on this batch
                 batch = self._finish(result)
                 if batch is not None:
                     yield batch
+        except WorkerDied as err:
+            pending.clear()
+            self.close()
+            raise RuntimeError(
+                f"{err}: out of memory? killed? Or, with the spawn or forkserver start method, "
+                f"a script that starts the loader outside an `if __name__ == '__main__':` block "
+                f"(each worker imports it again). The loader was closed") from err
         finally:
-            # Abandoned or interrupted iteration: drop queued work; running tasks just finish.
-            for fut in pending:
-                workers.discard(fut)
+            # Abandoned or interrupted iteration: the workers finish what they were given and
+            # the pool drops those results.
+            for task in pending:
+                workers.discard(task)
 
     def _finish(self, result: dict):
         for index, path, reason in result.pop("skipped"):
