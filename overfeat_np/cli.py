@@ -187,6 +187,8 @@ def _train_args(p):
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (with a checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--blas-threads", type=int, help="BLAS threads of the training process (default: all "
+                   "cores, or with --workers the cores the workers leave free)")
 
 
 @command("train", "train an OverFeat classifier (Section 3), resumable", _train_args)
@@ -209,7 +211,7 @@ def cmd_train(args):
         args.resume = path
     cfg = TrainConfig.from_dict({**base, **given, "backend": args.backend, "out_dir": args.out,
                                  "seed": args.seed, "workers": args.workers,
-                                 "progress": not args.no_progress})
+                                 "blas_threads": args.blas_threads, "progress": not args.no_progress})
     input_size = cfg.input_size or {"fast": 231, "accurate": 221, "small": 64}[cfg.model]
     train_set, val_set, transforms = _datasets(args, input_size)
     history = train(cfg, train_set, val_set, resume=args.resume, transforms=transforms)

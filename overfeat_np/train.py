@@ -71,6 +71,7 @@ class TrainConfig:
     seed: int = 0  # model init, data order, augmentation, dropout
     backend: str = "numpy"  # "numpy" or "cupy"
     workers: int = 0  # data loader worker processes (0: load in the training process)
+    blas_threads: int | None = None  # BLAS threads of the training process; None: see blas_threads_for
     out_dir: str | None = "runs/train"  # None: write nothing (no log, checkpoints or plots)
     eval_every: int = 1  # evaluate on the validation set every this many epochs (0: never)
     log_every: int = 10  # steps between step records in log.jsonl
@@ -88,6 +89,8 @@ class TrainConfig:
         if self.input_size is not None and self.model != "small":
             raise ValueError(f"input_size applies to the small model only; the {self.model} model's "
                              "input is fixed by its table (231 fast, 221 accurate)")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise ValueError(f"TrainConfig.blas_threads must be >= 1 or None (automatic), got {self.blas_threads}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"need epochs >= 1 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -207,6 +210,39 @@ def _truncate_log(path, global_step: int):
         f.writelines(keep)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def blas_threads_for(config: TrainConfig) -> int | None:
+    """How many BLAS threads the training process should use: `config.blas_threads` if set;
+    else, when loader worker processes feed a NumPy model, the cores the workers leave free (at
+    least 1); else None (leave the BLAS as it is, all cores).
+
+    Why: the workers and the BLAS threads must not outnumber the cores. On 2 cores, 2 workers next
+    to OpenBLAS's 2 spinning threads make every GEMM wait for a descheduled thread, and the small
+    model's step takes 2.4x as long; with 1 BLAS thread it takes 1.3x (`benchmarks/bench_train.py`).
+    """
+    if config.blas_threads is not None:
+        return int(config.blas_threads)
+    if config.workers > 0 and config.backend == "numpy":
+        return max(1, available_cores() - config.workers)
+    return None
+
+
+def _limit_blas(threads: int | None):
+    """Limit this process's BLAS to `threads` (None: no change); returns the limiter (or None)."""
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")
+
+
 def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transforms=None,
           model: OverFeat | None = None, classes=None, on_step=None) -> History:
     """Train an OverFeat classifier on `train_set` (sample-format dataset), evaluating on `val_set`.
@@ -280,6 +316,7 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     if len(loader) == 0:
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
                          f"{config.batch_size}; lower --batch-size")
+    blas = _limit_blas(blas_threads_for(config))
     try:
         while epoch < config.epochs:
             lr = schedule.lr_at(epoch)
@@ -346,6 +383,8 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
         loader.close()
         if val_loader is not None:
             val_loader.close()
+        if blas is not None:
+            blas.restore_original_limits()
     history.global_step, history.finished = step, True
     if out is not None:
         save_weights(model, os.path.join(out, "weights.npz"))

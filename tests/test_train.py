@@ -230,3 +230,36 @@ def test_train_on_gpu_matches_numpy(tmp_path, tiny_data, backend):
         runs[b] = _weights(h.model)
     for k in runs["numpy"]:
         np.testing.assert_allclose(runs[backend][k], runs["numpy"][k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+# --- BLAS threads next to loader workers ----------------------------------------------------------
+def test_blas_threads_leave_the_workers_their_cores(monkeypatch):
+    from overfeat_np import train as train_module
+
+    monkeypatch.setattr(train_module, "available_cores", lambda: 2)
+    assert train_module.blas_threads_for(TrainConfig(workers=0)) is None  # nothing competes: all cores
+    assert train_module.blas_threads_for(TrainConfig(workers=2)) == 1  # never below one
+    assert train_module.blas_threads_for(TrainConfig(workers=1)) == 1
+    monkeypatch.setattr(train_module, "available_cores", lambda: 16)
+    assert train_module.blas_threads_for(TrainConfig(workers=4)) == 12
+    assert train_module.blas_threads_for(TrainConfig(workers=4, blas_threads=3)) == 3
+    assert train_module.blas_threads_for(TrainConfig(workers=4, backend="cupy")) is None
+    with pytest.raises(ValueError, match="blas_threads"):
+        TrainConfig(blas_threads=0)
+
+
+def test_training_runs_with_the_blas_limited_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    target = max(before) + 1  # differs from the current setting (conftest pins tests to one thread)
+    seen = []
+    cfg = TrainConfig(model="small", width=0.25, batch_size=8, epochs=1, max_steps=2, milestones=(),
+                      out_dir=None, progress=False, plots=False, blas_threads=target)
+    train(cfg, SyntheticShapes(32, image_size=64, cache=True),
+          on_step=lambda _r: seen.append(blas_threads()))
+    assert len(seen) == 2 and all(t == [target] * len(before) for t in seen)  # inside the loop
+    assert blas_threads() == before  # and the caller's setting afterwards
