@@ -12,17 +12,21 @@
     pooling, ReLU, dropout, copies). Target: <= 1.2. Both run with freed memory kept for reuse,
     as the `overfeat-np` command line runs (`overfeat_np.memory.reuse_freed_memory`);
     --default-malloc measures glibc's default, where every big array is fresh zeroed memory.
-(2) The small model training on synthetic shapes drawn on the fly (no cache) with the real loop
-    (`train.train`) and num_workers 0, 1 and 2, next to the model step alone on pre-loaded
-    batches and the loader alone (one process; also its CPU time per image). Each is measured
-    with the BLAS as it is and limited to one thread (threadpoolctl): on two cores, two BLAS
-    threads and two loader processes take turns on the cores and the step slows down far more
-    than the loader's own CPU time explains. Per setting: ms per step, the mean time the loop
-    waits for its next batch, images/s, and images/s as a fraction of the model alone.
-    "The loader keeps up" is measured as: with num_workers=2 (best BLAS setting), the loop waits
-    for batches less than 5% of its step time AND trains at >= 90% of the model-alone images/s
-    (default BLAS). The line "CPU bound" says how far any loader of this CPU cost could go: the
-    model's step on one core plus the loader's CPU time per batch, spread over the cores.
+(2) The small model training on synthetic shapes with the real loop (`train.train`) and
+    num_workers 0, 1 and 2, next to the model step alone on pre-loaded batches and the loader
+    alone (one process; also its CPU time per image). Two kinds of images: "fresh", drawn on
+    every access (no cache: about 0.5 ms of CPU per 72x72 image), and "cached", the steady state
+    of the demo, CLI and lessons, which use `SyntheticShapes(cache=True)` (every image drawn once,
+    then only cropped, flipped and normalised). Two BLAS settings: all cores, and `train`'s
+    default with workers, the cores the workers leave free (`train.blas_threads_for`): on two
+    cores, two BLAS threads next to two loader processes make every GEMM wait for a descheduled
+    thread. Per setting: ms per step, the mean time the loop waits for its next batch, images/s,
+    and images/s as a fraction of the model alone (all cores, no loader).
+    "The loader keeps up" is measured as: with num_workers=2, the loop waits for batches less
+    than 5% of its step time, i.e. the model is never kept waiting for data. On 2 cores the model
+    alone already uses both, so any loader costs some of its speed; the line "CPU bound" says how
+    fast any loader of the measured CPU cost could possibly go (the model's step on one core plus
+    the loader's CPU time per batch, spread over the cores).
     Every figure is the best of --reps interleaved rounds (other processes' load hits all
     alike). Worker start-up and the first 10 steps are not counted.
 (3) --breakdown: where (1)'s time goes, per function of `overfeat_np.functional` (GEMMs
@@ -40,6 +44,7 @@ import time
 import typing
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from overfeat_np import functional
 from overfeat_np import train as train_module
@@ -49,7 +54,14 @@ from overfeat_np.losses import softmax_cross_entropy
 from overfeat_np.memory import reuse_freed_memory
 from overfeat_np.models import overfeat_fast
 from overfeat_np.optim import SGD
-from overfeat_np.train import TrainConfig, build_model, default_transforms, train
+from overfeat_np.train import (
+    TrainConfig,
+    available_cores,
+    blas_threads_for,
+    build_model,
+    default_transforms,
+    train,
+)
 
 
 def _interleaved_times(fns, reps: int):
@@ -178,92 +190,100 @@ def _blas_limit(threads):
     """Context limiting the BLAS of this process to `threads` (None: as it is)."""
     if threads is None:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits  # a dev dependency, as the benchmarks are
     return threadpool_limits(threads, user_api="blas")
 
 
-def bench_small(steps: int, reps: int, batch: int = 32, workers=(0, 1, 2), blas=(None, 1)):
-    """(2): the small model alone, the loader alone, and training with both, per BLAS setting."""
-    train_set = SyntheticShapes(steps * batch + 64, image_size=72, seed=0)  # drawn on every access
-    tf = default_transforms(64, resize=None)
+def bench_small(steps: int, reps: int, batch: int = 32, workers=(0, 1, 2)):
+    """(2): the small model alone, the loader alone, and training with both, for images drawn
+    fresh and cached, with the BLAS on all cores and with `train`'s default (the cores the
+    workers leave free)."""
     n = steps * batch
-    with DataLoader(train_set, batch, tf[0], seed=0) as loader:
+    cores = available_cores()
+    fresh = SyntheticShapes(n + 64, image_size=72, seed=0)  # drawn on every access
+    cached = SyntheticShapes(n + 64, image_size=72, seed=0, cache=True)
+    for i in range(len(cached)):  # the steady state of the demo's training: every image drawn once
+        cached[i]
+    tf = default_transforms(64, resize=None)
+    with DataLoader(fresh, batch, tf[0], seed=0) as loader:
         pre = [b for _, b in zip(range(steps), loader.batches(0))]
 
-    def loader_alone():
-        with DataLoader(train_set, batch, tf[0], seed=0) as loader:
+    def loader_alone(data):
+        with DataLoader(data, batch, tf[0], seed=0) as loader:
             for _ in zip(range(steps), loader.batches(1)):
                 pass
 
     def model_alone():  # the training step on batches already in memory
         cfg = TrainConfig(model="small", batch_size=batch, milestones=(), out_dir=None, progress=False)
-        model = build_model(cfg, train_set.num_classes)
+        model = build_model(cfg, fresh.num_classes)
         opt = SGD(model.params, lr=0.05)
         for b in pre:
             logits, cache = model.forward(b["x"], train=True)
             _, d = softmax_cross_entropy(logits, b["labels"])
             opt.step(model.backward(d, cache)[1])
 
-    def with_loader(w):
+    def with_loader(data, w, blas_threads):
         """(seconds for `steps` steps, mean wait for a batch per step), steps 10.. only."""
         stamps = []
         cfg = TrainConfig(model="small", batch_size=batch, lr=0.05, milestones=(), out_dir=None,
-                          progress=False, workers=w, max_steps=steps + 10)
+                          progress=False, workers=w, blas_threads=blas_threads, max_steps=steps + 10)
         _TimedLoader.waits = []
         original, train_module.DataLoader = train_module.DataLoader, _TimedLoader
         try:
-            train(cfg, train_set, transforms=tf, on_step=lambda _r: stamps.append(time.perf_counter()))
+            train(cfg, data, transforms=tf, on_step=lambda _r: stamps.append(time.perf_counter()))
         finally:
             train_module.DataLoader = original
         wait = float(np.mean(_TimedLoader.waits[10:]))  # waits[k]: the wait before step k + 1
         return (stamps[-1] - stamps[9]) * steps / (len(stamps) - 10), wait
 
-    best, waits = {}, {}  # keyed (BLAS threads, "model" or num_workers)
-    loader_t = loader_cpu = np.inf
+    datas = {"fresh": fresh, "cached": cached}
+    blas = {"all cores": cores, "train's default": None}
+    best, waits = {}, {}
     for _ in range(reps):  # interleaved rounds, best of each: other load hits all alike
-        t0, c0 = time.perf_counter(), time.process_time()
-        loader_alone()
-        loader_t = min(loader_t, time.perf_counter() - t0)
-        loader_cpu = min(loader_cpu, time.process_time() - c0)
-        for threads in blas:
+        for name, data in datas.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            loader_alone(data)
+            key = ("loader", name)
+            if time.perf_counter() - t0 < best.get(key, np.inf):
+                best[key], best["cpu", name] = time.perf_counter() - t0, time.process_time() - c0
+        for threads in (None, 1):
             with _blas_limit(threads):
                 t0 = time.perf_counter()
                 model_alone()
-                key = (threads, "model")
-                best[key] = min(best.get(key, np.inf), time.perf_counter() - t0)
+                best["model", threads] = min(best.get(("model", threads), np.inf), time.perf_counter() - t0)
+        for name, data in datas.items():
+            for label, threads in blas.items():
                 for w in workers:
-                    t, wait = with_loader(w)
-                    if t < best.get((threads, w), np.inf):
-                        best[threads, w], waits[threads, w] = t, wait
+                    if label == "train's default" and blas_threads_for(TrainConfig(workers=w)) is None:
+                        continue  # the same as all cores
+                    t, wait = with_loader(data, w, threads)
+                    key = (name, label, w)
+                    if t < best.get(key, np.inf):
+                        best[key], waits[key] = t, wait
 
-    default = best[None, "model"]
-    print(f"small model, batch {batch}, {steps} steps, best of {reps}: loader alone "
-          f"{n / loader_t:.0f} images/s; model step alone {n / default:.0f} images/s; "
-          + "; ".join(f"training with the loader, num_workers={w} {n / best[None, w]:.0f} images/s"
-                      for w in workers))
-    print(f"  the loader's CPU time per image (one process): {1e6 * loader_cpu / n:.0f} us")
-    print("  | BLAS threads | num_workers | ms per step | waiting for the batch | images/s | "
-          "of the model alone (same BLAS) | of the model alone (default BLAS) |")
+    model = best["model", None]
+    one = best["model", 1]
+    print(f"small model, batch {batch}, {steps} steps, best of {reps}, {cores} cores: model step alone "
+          f"{n / model:.0f} images/s ({1e3 * model / steps:.1f} ms per step; on one BLAS thread "
+          f"{1e3 * one / steps:.1f} ms)")
+    for name in datas:
+        print(f"  loader alone ({name}, one process): {n / best['loader', name]:.0f} images/s, "
+              f"{1e6 * best['cpu', name] / n:.0f} us of CPU per image")
+    print("  | images | BLAS threads | num_workers | ms per step | waiting for the batch | images/s | "
+          "of the model alone |")
     print("  |---|---|---|---|---|---|---|")
-    for threads in blas:
-        name = "default" if threads is None else str(threads)
-        m = best[threads, "model"]
-        print(f"  | {name} | model alone | {1e3 * m / steps:.1f} | - | {n / m:.0f} | 100% | "
-              f"{default / m:.0%} |")
-        for w in workers:
-            t, wait = best[threads, w], waits[threads, w]
-            print(f"  | {name} | {w} | {1e3 * t / steps:.1f} | {1e3 * wait:.2f} ms "
-                  f"({wait * steps / t:.0%}) | {n / t:.0f} | {m / t:.0%} | {default / t:.0%} |")
-    one = best.get((1, "model"), default)  # the model's step on one core
-    cores = os.cpu_count() or 1
-    bound = max(one, (one + loader_cpu) / cores)
-    print(f"  CPU bound: the step on one core {1e3 * one / steps:.1f} ms + the loader's CPU "
-          f"{1e3 * loader_cpu / steps:.1f} ms per batch over {cores} cores: at most "
-          f"{n / bound:.0f} images/s ({default / bound:.0%} of the model alone)")
-    t, wait = min((best[k], waits[k]) for k in waits if k[1] == 2)
-    keeps_up = wait * steps / t < 0.05 and default / t >= 0.9
-    print(f"  keeps up (num_workers=2: waits < 5% of the step and >= 90% of the model alone's "
-          f"images/s): {'yes' if keeps_up else 'no'}")
+    for key in sorted(waits, key=lambda k: (list(datas).index(k[0]), k[2], k[1])):
+        name, label, w = key
+        t, wait = best[key], waits[key]
+        threads = cores if label == "all cores" else blas_threads_for(TrainConfig(workers=w))
+        print(f"  | {name} | {threads} ({label}) | {w} | {1e3 * t / steps:.1f} | {1e3 * wait:.2f} ms "
+              f"({wait * steps / t:.0%}) | {n / t:.0f} | {model / t:.0%} |")
+    for name in datas:
+        bound = max(one, (one + best["cpu", name]) / cores)
+        key = min((k for k in waits if k[0] == name and k[2] == 2), key=best.get)
+        t, wait = best[key], waits[key]
+        print(f"  {name}: CPU bound (the step on one core + the loader's CPU per batch, over {cores} "
+              f"cores) {n / bound:.0f} images/s; the loader keeps up (num_workers=2, waits < 5% of "
+              f"the step): {'yes' if wait * steps / t < 0.05 else 'no'} ({wait * steps / t:.0%})")
 
 
 def main():
