@@ -418,7 +418,7 @@ def cmd_features(args):
 # --- demo ------------------------------------------------------------------------------------
 def _demo_args(p):
     p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="a ~30 s version (fewer images and steps)")
+    p.add_argument("--quick", action="store_true", help="a ~15-20 s version (fewer images and steps)")
     p.add_argument("--no-progress", action="store_true")
 
 
