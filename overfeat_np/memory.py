@@ -16,7 +16,6 @@ This changes process-wide allocator settings, which is why the library never doe
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -29,9 +28,8 @@ _KEEP = 2**31 - 1  # the largest int mallopt takes: never trim the heap top
 
 def _mallopt():
     """glibc's `mallopt`, or None where the C library is not glibc (macOS, Windows, musl)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the symbols already loaded into this process, libc's among them
         if not hasattr(libc, "gnu_get_libc_version"):  # musl: a mallopt that does nothing
             return None
         fn = libc.mallopt

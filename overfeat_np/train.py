@@ -26,6 +26,7 @@ curves.png and filters.png.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .backend import get_array_module, get_backend, rng_normal, to_device, to_numpy
@@ -224,8 +226,9 @@ def blas_threads_for(config: TrainConfig) -> int | None:
     least 1); else None (leave the BLAS as it is, all cores).
 
     Why: the workers and the BLAS threads must not outnumber the cores. On 2 cores, 2 workers next
-    to OpenBLAS's 2 spinning threads make every GEMM wait for a descheduled thread, and the small
-    model's step takes 2.4x as long; with 1 BLAS thread it takes 1.3x (`benchmarks/bench_train.py`).
+    to OpenBLAS's 2 spinning threads make every GEMM wait for a descheduled thread: the small
+    model's step with 2 workers drawing fresh images takes 26.5 ms with 2 BLAS threads and 16.8 ms
+    with 1 (`benchmarks/bench_train.py`).
     """
     if config.blas_threads is not None:
         return int(config.blas_threads)
@@ -234,12 +237,10 @@ def blas_threads_for(config: TrainConfig) -> int | None:
     return None
 
 
-def _limit_blas(threads: int | None):
-    """Limit this process's BLAS to `threads` (None: no change); returns the limiter (or None)."""
+def limit_blas(threads: int | None):
+    """Context manager: this process's BLAS limited to `threads` inside it (None: no change)."""
     if threads is None:
-        return None
-    from threadpoolctl import threadpool_limits
-
+        return contextlib.nullcontext()
     return threadpool_limits(threads, user_api="blas")
 
 
@@ -316,7 +317,8 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     if len(loader) == 0:
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
                          f"{config.batch_size}; lower --batch-size")
-    blas = _limit_blas(blas_threads_for(config))
+    blas = contextlib.ExitStack()  # left in the finally below, with the loaders
+    blas.enter_context(limit_blas(blas_threads_for(config)))
     try:
         while epoch < config.epochs:
             lr = schedule.lr_at(epoch)
@@ -383,8 +385,7 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
         loader.close()
         if val_loader is not None:
             val_loader.close()
-        if blas is not None:
-            blas.restore_original_limits()
+        blas.close()
     history.global_step, history.finished = step, True
     if out is not None:
         save_weights(model, os.path.join(out, "weights.npz"))
