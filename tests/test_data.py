@@ -348,7 +348,6 @@ def test_abandoned_iteration_and_close_leave_no_processes():
     loader.close()
 
 
-
 def test_an_error_in_a_worker_is_raised_in_the_parent_with_its_traceback():
     ds = SyntheticShapes(12, image_size=40, num_classes=3)
     with DataLoader(ds, 4, TrainTransform(crop=48, resize=None), num_workers=2) as loader:
@@ -373,6 +372,7 @@ def test_a_killed_worker_is_reported_and_the_loader_closed():
     assert multiprocessing.active_children() == []
     assert len(list(loader.batches(0, start_batch=28))) == 2  # a fresh pool
     loader.close()
+
 
 INTERRUPTED_SCRIPT = textwrap.dedent("""
     import signal
