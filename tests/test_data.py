@@ -149,6 +149,18 @@ def test_synthetic_rejects_bad_arguments():
 
 # -- ImageNet layout -------------------------------------------------------------------------
 
+def write_identity_meta(root, num_classes):
+    """A devkit meta.mat numbering default_wnids(num_classes) 1..n in sorted order, which is how
+    write_imagenet_layout numbers its ground-truth file."""
+    from scipy.io import savemat
+
+    rec = np.zeros((1, num_classes), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"),
+                                            ("words", "O"), ("num_children", "O")])
+    for c, (r, w) in enumerate(zip(rec[0], default_wnids(num_classes))):
+        r["ILSVRC2012_ID"], r["WNID"], r["words"], r["num_children"] = float(c + 1), w, w, 0.0
+    savemat(os.path.join(root, "meta.mat"), {"synsets": rec})
+
+
 @pytest.fixture(scope="module")
 def det_set():
     return SyntheticShapes(24, image_size=(40, 52), mode="detection", num_classes=4, seed=7)
@@ -160,6 +172,8 @@ def test_imagenet_tree_round_trip(tmp_path, det_set, val_layout):
     written = {"train": write_imagenet_layout(root, det_set, "train", ext=".png"),
                "val": write_imagenet_layout(root, det_set, "val", val_layout=val_layout,
                                             ext=".png")}
+    if val_layout == "groundtruth":  # devkit IDs need the devkit's meta.mat (test_ilsvrc.py)
+        write_identity_meta(root, 4)
     labelled = sum(det_set[i]["label"] >= 0 for i in range(len(det_set)))
     for split in ("train", "val"):
         ds = ImageFolderDataset(root, split)
@@ -215,6 +229,7 @@ def test_layout_errors_name_the_path(tmp_path, det_set):
 
 def test_ground_truth_count_mismatch(tmp_path, det_set):
     write_imagenet_layout(tmp_path, det_set, "val", val_layout="groundtruth")
+    write_identity_meta(tmp_path, 4)
     gt = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
     gt.write_text(gt.read_text() + "1\n")
     with pytest.raises(ValueError, match="labels but"):

@@ -5,8 +5,13 @@
 - LOC_val_solution.csv: header "ImageId,PredictionString", then rows
   "ILSVRC2012_val_00000001,n01751748 111 108 441 411 n01751748 ..." (wnid and VOC-convention
   xmin ymin xmax ymax per object; see voc.py for the convention).
-- ground-truth label file (like ILSVRC2012_validation_ground_truth.txt): one 1-based class index
-  per line, for the validation images in sorted file-name order.
+- ground-truth label file (ILSVRC2012_validation_ground_truth.txt, in the devkit's data/): one
+  ILSVRC2012_ID (1-1000) per line, for the validation images in sorted file-name order. The IDs
+  are the devkit's own numbering (ID 1 = n02119789 kit fox), NOT sorted-WordNet-ID order: only
+  the devkit's data/meta.mat says which class an ID is (`read_devkit_meta`).
+- meta.mat (ILSVRC2012_devkit_t12/data/meta.mat): a MATLAB struct array `synsets` with fields
+  ILSVRC2012_ID, WNID, words, gloss, num_children, children, wordnet_height, num_train_images;
+  the 1000 leaf classes are IDs 1..1000, the rest are their WordNet ancestors.
 """
 
 from __future__ import annotations
@@ -99,6 +104,67 @@ def write_ground_truth(path, labels) -> None:
     """Write 0-based labels (n,) as a 1-based ground-truth file, one per line."""
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(f"{int(lab) + 1}\n" for lab in labels)
+
+
+# Where the devkit tarball (ILSVRC2012_devkit_t12.tar.gz) unpacked in the dataset root puts its
+# files, and where people often copy them; searched in this order.
+DEVKIT_DIRS = ("ILSVRC2012_devkit_t12/data", ".", "data", "devkit/data")
+
+
+def find_devkit_meta(root) -> str | None:
+    """Path of the devkit's meta.mat under dataset `root` (see DEVKIT_DIRS), or None."""
+    return find_first(os.path.normpath(os.path.join(root, d, "meta.mat")) for d in DEVKIT_DIRS)
+
+
+def _scalar(value):
+    """A MATLAB cell/struct field as loaded by scipy (0-d, 1-element or nested) -> its one value."""
+    a = np.asarray(value)
+    while a.dtype == object and a.size == 1:
+        a = np.asarray(a.reshape(-1)[0])
+    return a.reshape(-1)[0] if a.size else None
+
+
+def read_devkit_meta(path) -> dict[int, tuple[str, str, int]]:
+    """Read the devkit's meta.mat: {ILSVRC2012_ID: (wnid, words, num_children)} for every synset.
+
+    Leaf classes have num_children 0 (IDs 1..1000 in ILSVRC-2012); num_children is -1 when the
+    file has no such field.
+    """
+    from scipy.io import loadmat  # scipy.io costs ~0.1 s to import; only devkit users pay it
+
+    try:
+        mat = loadmat(os.fspath(path), squeeze_me=True)
+    except Exception as err:  # scipy raises several types (MatReadError, ValueError, ...)
+        raise ValueError(f"{path}: cannot read as a MATLAB file ({err}); expected the ILSVRC "
+                         f"devkit's data/meta.mat") from err
+    synsets = mat.get("synsets")
+    fields = getattr(getattr(synsets, "dtype", None), "names", None) or ()
+    if "ILSVRC2012_ID" not in fields or "WNID" not in fields:
+        raise ValueError(f"{path}: expected a struct array 'synsets' with fields ILSVRC2012_ID "
+                         f"and WNID (the ILSVRC devkit's data/meta.mat), got "
+                         f"{sorted(k for k in mat if not k.startswith('__'))} / {list(fields)}")
+    out = {}
+    for s in np.atleast_1d(synsets):
+        sid, wnid = int(_scalar(s["ILSVRC2012_ID"])), str(_scalar(s["WNID"]))
+        words = str(_scalar(s["words"])) if "words" in fields else wnid
+        children = int(_scalar(s["num_children"])) if "num_children" in fields else -1
+        if sid in out:
+            raise ValueError(f"{path}: ILSVRC2012_ID {sid} appears twice")
+        out[sid] = (wnid, words, children)
+    return out
+
+
+def devkit_classes(path) -> tuple[list[str], list[str]]:
+    """The leaf classes of meta.mat `path` in ILSVRC2012_ID order: (wnids, names), ID k at k-1.
+
+    Raises ValueError unless the leaves (num_children 0) are exactly IDs 1..K.
+    """
+    meta = read_devkit_meta(path)
+    leaves = sorted(i for i, (_, _, n) in meta.items() if n == 0)
+    if not leaves or leaves != list(range(1, len(leaves) + 1)):
+        raise ValueError(f"{path}: the leaf synsets (num_children 0) should be IDs 1..K, got "
+                         f"{len(leaves)} leaves from {leaves[:1]} to {leaves[-1:]}")
+    return [meta[i][0] for i in leaves], [meta[i][1] for i in leaves]
 
 
 def find_first(paths) -> str | None:
