@@ -1,4 +1,11 @@
-"""Decoding image files into RGB uint8 arrays, with one error type for every bad file."""
+"""Decoding image files into RGB uint8 arrays, with one error type for every bad file.
+
+A JPEG much larger than the caller needs can be decoded at 1/2, 1/4 or 1/8 of its size by
+libjpeg's DCT scaling (PIL's `Image.draft`), which skips most of the decoding work: pass
+`min_side`, the shorter side the next step (resize_smallest) needs. Measured on smooth photos
+(tests/test_data.py, benchmarks/bench_loader.py), the result after resizing to that side differs
+from a full decode resized the same way by DRAFT_TOLERANCE grey levels on average, at most.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# Mean absolute difference (0..255 units) allowed between draft-decoded and fully decoded images,
+# both resized to the same size; see the module docstring.
+DRAFT_TOLERANCE = 2.0
 
 
 class CorruptImageError(OSError, ValueError):
@@ -53,18 +63,39 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path) -> np.ndarray:
-    """Decode an image file to a uint8 array (H, W, 3) RGB; raise CorruptImageError if unreadable.
+def decode_rgb(path, min_side: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode an image file to uint8 (H, W, 3) RGB, a large JPEG possibly at a reduced size.
 
-    EXIF orientation is deliberately ignored: ImageNet and VOC boxes are given in the stored
-    pixel frame.
+    min_side: the shorter side the caller will resize to, or None for a full decode. A JPEG whose
+    shorter side is at least 2 * min_side is decoded by DCT scaling at the smallest of 1/2, 1/4,
+    1/8 that keeps its shorter side >= min_side; anything else is decoded in full. Returns
+    (image, scale): scale (1, 1/2, 1/4 or 1/8) maps the stored image's pixel coordinates (boxes)
+    to the returned image's. Raises CorruptImageError if the file cannot be decoded.
     """
     try:
         with Image.open(path) as img:
+            scale = 1.0
+            if min_side and img.format == "JPEG" and min(img.size) >= 2 * min_side:
+                width = img.size[0]
+                # PIL takes s = min(W // min_side, H // min_side) rounded down to 1, 2, 4 or 8,
+                # and libjpeg returns ceil(W / s) x ceil(H / s): never below min_side.
+                drafted = img.draft("RGB", (min_side, min_side))
+                if drafted is not None:
+                    scale = drafted[1][2] / width  # box (0, 0, W / s, H / s) in stored pixels
             img.load()  # forces the full decode, so truncated files fail here and not later
             rgb = to_rgb(img)
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            return np.asarray(rgb, dtype=np.uint8).copy(), scale
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CorruptImageError(path, str(err)) from err
+
+
+def load_rgb(path, min_side: int | None = None) -> np.ndarray:
+    """Decode an image file to a uint8 array (H, W, 3) RGB; raise CorruptImageError if unreadable.
+
+    min_side: see decode_rgb (a large JPEG may come back smaller, shorter side >= min_side).
+    EXIF orientation is deliberately ignored: ImageNet and VOC boxes are given in the stored
+    pixel frame.
+    """
+    return decode_rgb(path, min_side)[0]
