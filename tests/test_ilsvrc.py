@@ -188,3 +188,25 @@ def test_layout_writer_ground_truth_reads_back_with_identity_meta(tmp_path):
     assert ds.layout == "groundtruth"
     labels = {os.path.abspath(p): src[i]["label"] for p, i in written}
     assert [labels[p] for p in ds.paths] == list(ds.labels)
+
+
+def test_class_file_generator_round_trip(devkit_tree, tmp_path):
+    from overfeat_np.data.imagenet_files import read_class_list, write_devkit_class_list
+
+    root, _, id_of, _ = devkit_tree
+    out = tmp_path / "classes.txt"
+    write_devkit_class_list(root / "ILSVRC2012_devkit_t12" / "data" / "meta.mat", out)
+    wnids, names = read_class_list(out)
+    assert wnids == sorted(WNIDS, key=id_of.get)  # ID order, leaves only
+    assert names == [NAMES[WNIDS.index(w)] for w in wnids]
+    assert out.read_text().startswith("# The 5 ILSVRC-2012 classes in ILSVRC2012_ID order")
+
+
+def test_shipped_class_file_is_package_data():
+    from overfeat_np.data.imagenet_files import ILSVRC2012_CLASS_FILE, ilsvrc2012_classes
+
+    wnids, names = ilsvrc2012_classes()
+    assert os.path.dirname(ILSVRC2012_CLASS_FILE).endswith(os.path.join("overfeat_np", "data"))
+    assert len(wnids) == 1000 and wnids[0] == "n02119789" and names[999] == "dumbbell"
+    with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")) as f:
+        assert "data/ilsvrc2012_classes.txt" in f.read()  # so a wheel ships it

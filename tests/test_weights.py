@@ -7,16 +7,19 @@ sparse files (which cost no disk).
 """
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 
 from overfeat_np.backend import get_backend, to_numpy
 from overfeat_np.layers import Conv2D, Linear
-from overfeat_np.models import accurate_config, count_parameters, fast_config
+from overfeat_np.models import accurate_config, fast_config
 from overfeat_np.weights import (
+    CLASS_NAMES_SOURCE,
     OFFICIAL_SIZES,
     check_official_size,
+    class_names,
     layer_offsets,
     load_official,
     official_file_size,
@@ -97,8 +100,12 @@ def test_full_layouts_match_the_release():
     assert fast[5].name == "full6" and fast[5].w_shape == (3072, 1024, 6, 6)
     assert acc[6].name == "full7" and acc[6].w_shape == (4096, 1024, 5, 5)
     assert fast[6].w_shape == (4096, 3072, 1, 1) and fast[7].w_shape == (1000, 4096, 1, 1)
-    for config, name in [(fast_config(), "fast"), (accurate_config(), "accurate")]:
-        assert official_file_size(config) == 4 * count_parameters(config, biases=True) == OFFICIAL_SIZES[name]
+    # Table 4's weight counts (PAPER_NOTES: 145,909,792 and 144,643,872), then biases, 4 bytes each
+    for layout, name, weights in [(fast, "fast", 145_909_792), (acc, "accurate", 144_643_872)]:
+        assert sum(int(np.prod(e.w_shape)) for e in layout) == weights
+        n = weights + sum(e.b_shape[0] for e in layout)
+        assert official_file_size(fast_config() if name == "fast" else accurate_config()) == 4 * n
+        assert 4 * n == OFFICIAL_SIZES[name]
     assert OFFICIAL_SIZES == {"fast": 583_683_488, "accurate": 578_625_952}
 
 
@@ -120,6 +127,62 @@ def test_official_size_check_on_sparse_files(tmp_path):
         load_official(tmp_path / "cut", "big")
     with pytest.raises(FileNotFoundError, match="net_weight_1"):
         load_official(tmp_path / "absent", "accurate")
+
+
+def test_longer_file_is_read_with_a_warning_shorter_is_an_error(tmp_path, backend):
+    config = accurate_config(7, 1 / 16)
+    arrays = _expected_arrays(config)
+    want = official_file_size(config)
+    _write_official(tmp_path / "exact", arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an exact file warns about nothing
+        exact = read_official(tmp_path / "exact", config, backend=backend)
+    long = tmp_path / "long"
+    long.write_bytes((tmp_path / "exact").read_bytes() + b"\x7f" * 7)  # not a whole float
+    with pytest.warns(UserWarning, match=f"7 extra bytes after the {want:,} bytes .* are ignored"):
+        model = read_official(long, config, backend=backend)
+    for key, value in exact.params.items():
+        np.testing.assert_array_equal(to_numpy(model.params[key]), to_numpy(value))
+    short = tmp_path / "short"
+    short.write_bytes((tmp_path / "exact").read_bytes()[:-4])
+    with pytest.raises(ValueError, match=f"expected {want:,} bytes .* got {want - 4:,}: 4 bytes short"):
+        read_official(short, config)
+
+
+def test_official_size_check_accepts_longer_files(tmp_path):
+    path = tmp_path / "net_weight_0"
+    with open(path, "wb") as f:
+        f.truncate(OFFICIAL_SIZES["fast"] + 100)  # sparse
+    assert check_official_size(path, "fast").name == "fast"
+    # the fast file is longer than the accurate one, but is a wrong model, not extra bytes
+    with open(tmp_path / "fast", "wb") as f:
+        f.truncate(OFFICIAL_SIZES["fast"])
+    with pytest.raises(ValueError, match="matches the fast model's file .*pass model='fast'"):
+        check_official_size(tmp_path / "fast", "accurate")
+
+
+def test_class_names_are_the_ilsvrc2012_ids_in_order():
+    names, wnids = class_names(), class_names(wnids=True)
+    assert len(names) == len(wnids) == len(set(wnids)) == 1000
+    assert (wnids[0], names[0]) == ("n02119789", "kit fox, Vulpes macrotis")  # ILSVRC2012_ID 1
+    assert (wnids[1], names[1]) == ("n02100735", "English setter")
+    assert (wnids[-1], names[-1]) == ("n03255030", "dumbbell")  # ID 1000
+    sw = sorted(wnids)
+    assert (sw[0], sw[-1]) == ("n01440764", "n15075141")  # tench ... toilet tissue
+    assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
+    cranes = [(i + 1, w) for i, (w, n) in enumerate(zip(wnids, names)) if n == "crane"]
+    assert cranes == [(429, "n02012849"), (545, "n03126707")]  # the bird, the machine
+    assert "ilsvrc2012_classes.txt" in CLASS_NAMES_SOURCE and "meta.mat" in CLASS_NAMES_SOURCE
+
+
+def test_load_official_names_default_to_the_shipped_list(tmp_path):
+    with open(tmp_path / "net_weight_1", "wb") as f:
+        f.truncate(OFFICIAL_SIZES["accurate"])  # zeros: a valid (if useless) accurate model
+    net = load_official(tmp_path / "net_weight_1", "accurate")
+    assert net.class_names == class_names()
+    (tmp_path / "mine.txt").write_text("".join(f"c{i}\n" for i in range(1000)))
+    assert load_official(tmp_path / "net_weight_1", "accurate", class_names=tmp_path / "mine.txt"
+                         ).class_names[999] == "c999"
 
 
 def test_read_official_size_and_byte_order_errors(tmp_path):

@@ -167,6 +167,38 @@ def devkit_classes(path) -> tuple[list[str], list[str]]:
     return [meta[i][0] for i in leaves], [meta[i][1] for i in leaves]
 
 
+# The 1000 ILSVRC-2012 classes in ILSVRC2012_ID order, shipped with the package (generated from
+# the devkit's meta.mat by write_devkit_class_list).
+ILSVRC2012_CLASS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                     "ilsvrc2012_classes.txt")
+
+_CLASS_FILE_HEADER = """\
+# The {n} ILSVRC-2012 classes in ILSVRC2012_ID order: the k-th class line is ID k, and output
+# k-1 of the original OverFeat weights. One "wnid words" per line (LOC_synset_mapping.txt form).
+# Source: the ILSVRC-2012 devkit's data/meta.mat (the synsets with num_children 0), written by
+# overfeat_np.data.imagenet_files.write_devkit_class_list. Map by wnid, never by name: two
+# classes are called "crane" (n02012849 the bird, n03126707 the machine).
+"""
+
+
+def write_devkit_class_list(meta_path, out_path) -> None:
+    """Write the leaf classes of devkit meta.mat `meta_path` in ID order as a class-list file."""
+    wnids, names = devkit_classes(meta_path)
+    with open(out_path, "w", encoding="utf-8") as f:
+        f.write(_CLASS_FILE_HEADER.format(n=len(wnids)))
+        f.writelines(f"{w} {n}\n" for w, n in zip(wnids, names))
+
+
+def ilsvrc2012_classes() -> tuple[list[str], list[str]]:
+    """The 1000 ILSVRC-2012 classes in ILSVRC2012_ID order: (wnids, names), ID k at k-1."""
+    if not os.path.isfile(ILSVRC2012_CLASS_FILE):
+        raise FileNotFoundError(
+            f"{ILSVRC2012_CLASS_FILE} is missing from this installation: regenerate it from the "
+            f"devkit with overfeat_np.data.imagenet_files.write_devkit_class_list("
+            f"'ILSVRC2012_devkit_t12/data/meta.mat', ILSVRC2012_CLASS_FILE)")
+    return read_class_list(ILSVRC2012_CLASS_FILE)
+
+
 def find_first(paths) -> str | None:
     """The first of `paths` that exists, or None."""
     return next((os.fspath(p) for p in paths if os.path.exists(p)), None)
