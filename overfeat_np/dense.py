@@ -23,16 +23,23 @@ interleave keeps every one of them and crops nothing. For the sizes of Table 5 a
 and this is the same as cropping to the common size. `dense_forward` finally keeps the positions
 whose training-size window lies inside the image (a net whose layers leave some pixels of the
 training crop unused, like `small_config` at 64, can otherwise produce one more position).
+
+One engine for every task: `dense_passes` resizes an image to each scale and runs the feature
+layers once; `dense_outputs` turns those unpooled maps into per-location outputs of any head (the
+classifier here, the box regressor in `regressor`, the detector's classes in `detect`), laid out by
+the scale's `grid.DenseGrid`. Shapes alone (Table 5) are in `accounting.map_shapes`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
+from typing import NamedTuple
 
 from .backend import get_array_module
-from .im2col import conv_outsize
+from .data.transforms import hflip
+from .grid import DenseGrid, dense_grid, pool_offsets
 from .layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
+from .preprocess import check_image, scale_image, to_input
 
 
 # --- full layers as convolutions ----------------------------------------------------------------
@@ -81,7 +88,11 @@ def fc_to_conv(head: Sequential, in_shape: tuple) -> Sequential:
 
 @dataclass
 class DenseNet:
-    """An OverFeat model in fully convolutional form: features, last pooling, conv head."""
+    """An OverFeat model in fully convolutional form: features, last pooling, conv head.
+
+    Build it once per call of a task (`fully_convolutional`) and hand it down: its head holds
+    views of the model's Linear weights, so it always computes with the model's current values.
+    """
 
     features: Sequential  # up to the last conv's ReLU (unpooled maps)
     pool: MaxPool2D  # the last pooling, k x k; applied at every offset for fine stride
@@ -92,9 +103,17 @@ class DenseNet:
     def k(self) -> int:
         return self.pool.kernel_size
 
+    @property
+    def xp(self):
+        return get_array_module(self.head.layers[0].params["W"])
+
+    def outputs(self, unpooled, grid: DenseGrid, head: Sequential | None = None):
+        """`dense_outputs` of `head` (default: the classifier) on these unpooled maps."""
+        return dense_outputs(self.head if head is None else head, unpooled, grid)
+
 
 def fully_convolutional(model) -> DenseNet:
-    """The dense form of an `OverFeat` model; cheap (reshapes only), so build it per call."""
+    """The dense form of an `OverFeat` model (reshapes only, no copy)."""
     return DenseNet(model.features, model.pool, fc_to_conv(model.classifier, model.pooled_shape), model.config)
 
 
@@ -137,9 +156,8 @@ def dense_head(head_conv: Sequential, unpooled, k: int, fine_stride: bool = True
     """
     fh, fw = _head_kernel(head_conv)
     n = unpooled.shape[0]
-    offsets = [(dx, dy) for dy in range(k) for dx in range(k)] if fine_stride else [(0, 0)]
     pooled = {}
-    for dx, dy in offsets:
+    for dx, dy in pool_offsets(k, fine_stride):
         uh, uw = unpooled.shape[2] - dy, unpooled.shape[3] - dx
         if uh // k < fh or uw // k < fw:
             if (dx, dy) == (0, 0):
@@ -170,6 +188,44 @@ def dense_head(head_conv: Sequential, unpooled, k: int, fine_stride: bool = True
     return out
 
 
+def dense_outputs(head_conv: Sequential, unpooled, grid: DenseGrid):
+    """Any convolutional head (classifier, box regressor, detector) at every output of `grid`.
+
+    unpooled (N, C, U_h, U_w), the last conv's maps of the grid's input -> (N, C_out, H', W') with
+    (H', W') = grid.shape: the head at every pooling offset of the grid (`dense_head`), with the
+    positions whose window would leave the input dropped (a net whose layers leave some pixels of
+    the training crop unused, like `small_config` at 64, can otherwise produce one more).
+    """
+    y = dense_head(head_conv, unpooled, grid.k, grid.fine_stride)
+    cropped = grid.crop(y)
+    return cropped if cropped is y else get_array_module(y).ascontiguousarray(cropped)
+
+
+class ScalePass(NamedTuple):
+    """One scale of a multi-scale dense pass: where its outputs look and the maps they read."""
+
+    scale_id: int  # index into the scales of `dense_passes`
+    grid: DenseGrid  # positions, offsets and windows of this scale; boxes back to the image
+    unpooled: object  # (V, C, U_h, U_w) last-conv maps on the model's backend; V = 2 with flip
+
+
+def dense_passes(net: DenseNet, image, scales, fine_stride: bool = True, flip: bool = False,
+                 mean=None, std=None):
+    """Section 3.3's multi-scale pass: for each (H, W) scale, yield a `ScalePass`.
+
+    The image uint8 (H, W, 3) is resized to the scale (`preprocess.scaled_size`), normalised and
+    run through the feature layers once; with `flip` its mirror image runs in the same batch
+    (view 1). Classification, localization and detection all read their heads from these maps
+    (`DenseNet.outputs`), so the features are computed once per scale whatever the task.
+    """
+    check_image(image, "dense_passes")
+    for si, scale in enumerate(scales):
+        img = scale_image(image, scale)
+        views = [img, hflip(img)] if flip else [img]
+        grid = dense_grid(net.config, img.shape[:2], fine_stride, image.shape[:2])
+        yield ScalePass(si, grid, infer(net.features, to_input(views, mean, std, net.xp)))
+
+
 # --- whole-image inference ----------------------------------------------------------------------
 def _check_images(config, images):
     shape = getattr(images, "shape", None)
@@ -178,118 +234,16 @@ def _check_images(config, images):
     if images.dtype.kind != "f":
         raise ValueError(f"dense_forward: expected float32 images, got {images.dtype}; normalise uint8 images "
                          "with overfeat_np.data.transforms.normalize")
-    s = config.input_size
-    if shape[2] < s or shape[3] < s:
-        raise ValueError(f"dense_forward: image {shape[2]}x{shape[3]} is smaller than the {s}x{s} training size "
-                         f"of {config.name}; resize it so both sides are >= {s}")
-
-
-def output_stride(config, fine_stride: bool = True) -> int:
-    """Input pixels between neighbouring outputs: total_stride / k (fine) or total_stride (coarse)."""
-    k = config.convs[-1].pool
-    return config.total_stride // k if fine_stride else config.total_stride
-
-
-def num_windows(config, input_hw, fine_stride: bool = True) -> tuple:
-    """Training-size windows that fit in an (H, W) image at the output stride, per axis."""
-    s, i = output_stride(config, fine_stride), config.input_size
-    return tuple((int(n) - i) // s + 1 for n in input_hw)
 
 
 def dense_forward(model, images, fine_stride: bool = True):
     """Class scores of every training-size window: images (N, 3, H, W), H, W >= input_size ->
-    (N, num_classes, H', W') with H' = (H - input_size) // stride + 1, stride = `output_stride`.
+    (N, num_classes, H', W') with (H', W') = `grid.dense_grid(config, (H, W), fine_stride).shape`.
 
-    Location (i, j) is the window `output_windows(config, (H', W'))[i, j]`. Scores are the last
-    layer's raw outputs (apply a softmax over axis 1 for probabilities).
+    Location (i, j) is the window `grid.output_windows(config, (H', W'))[i, j]`. Scores are the
+    last layer's raw outputs (apply a softmax over axis 1 for probabilities).
     """
     _check_images(model.config, images)
+    grid = dense_grid(model.config, images.shape[2:], fine_stride)
     net = fully_convolutional(model)
-    y = dense_head(net.head, infer(net.features, images), net.k, fine_stride)
-    qh, qw = num_windows(model.config, images.shape[2:], fine_stride)
-    if y.shape[2] > qh or y.shape[3] > qw:  # positions whose window would leave the image
-        y = get_array_module(y).ascontiguousarray(y[:, :, :qh, :qw])
-    return y
-
-
-def output_windows(config, map_hw, fine_stride: bool = True):
-    """Input window seen by each output location: (H', W', 4) float32 (left, top, right, bottom).
-
-    Location (i, j) sees the training-size square whose top-left corner is (j, i) * stride; right
-    and bottom are exclusive (the `overfeat_np.data` box convention).
-    """
-    import numpy as np  # boxes are host data: they describe geometry, not activations
-
-    s, size = output_stride(config, fine_stride), config.input_size
-    top = np.arange(int(map_hw[0]), dtype=np.float32)[:, None] * s
-    left = np.arange(int(map_hw[1]), dtype=np.float32)[None, :] * s
-    top, left = np.broadcast_arrays(top, left)
-    return np.stack([left, top, left + size, top + size], axis=-1).astype(np.float32)
-
-
-# --- shape inference (Table 5) ------------------------------------------------------------------
-def _unpooled_hw(config, hw) -> tuple:
-    h, w = (int(v) for v in hw)
-    for i, c in enumerate(config.convs):
-        h, w = conv_outsize(h, c.kernel, c.stride, c.padding), conv_outsize(w, c.kernel, c.stride, c.padding)
-        if h < 1 or w < 1:
-            raise ValueError(f"map_shapes: {config.name} conv {i + 1} has no output for input {tuple(hw)}; "
-                             f"use an input of at least {config.input_size}x{config.input_size}")
-        if c.pool and i < len(config.convs) - 1:
-            h, w = h // c.pool, w // c.pool
-            if h < 1 or w < 1:
-                raise ValueError(f"map_shapes: {config.name} pooling after conv {i + 1} has no output for input "
-                                 f"{tuple(hw)}; use a larger input")
-    return h, w
-
-
-def map_shapes(config, input_hw, fine_stride: bool = True) -> dict:
-    """Sizes at every stage of `dense_forward`, by shape inference only (no weights, no compute).
-
-    Returns {"input": (H, W), "unpooled": (U_h, U_w), "offsets": (k, k) or (1, 1),
-    "pooled": {(dx, dy): (h, w)}, "pre_reshape": {(dx, dy): (h, w)}, "final": (H', W'),
-    "stride": output stride in pixels}. For the accurate model at the sizes of `SCALES_ACCURATE`
-    these are the columns of Table 5 (every offset has the table's pooled and pre-reshape size).
-    """
-    s = config.input_size
-    if input_hw[0] < s or input_hw[1] < s:
-        raise ValueError(f"map_shapes: input {tuple(input_hw)} is smaller than the {s}x{s} training size")
-    k = config.convs[-1].pool
-    f = _unpooled_hw(config, (s, s))[0] // k  # head kernel: the pooled map of the training crop
-    if f < 1:
-        raise ValueError(f"map_shapes: {config.name}'s training size {s} leaves no pooled map for the head")
-    uh, uw = _unpooled_hw(config, input_hw)
-    offs = [(dx, dy) for dy in range(k) for dx in range(k)] if fine_stride else [(0, 0)]
-    pooled = {(dx, dy): ((uh - dy) // k, (uw - dx) // k) for dx, dy in offs}
-    pre = {o: (ph - f + 1, pw - f + 1) for o, (ph, pw) in pooled.items()}
-    if fine_stride:
-        full = (uh - f * k + 1, uw - f * k + 1)
-    else:
-        full = pre[(0, 0)]
-    qh, qw = num_windows(config, input_hw, fine_stride)
-    return {"input": tuple(int(v) for v in input_hw), "unpooled": (uh, uw),
-            "offsets": (k, k) if fine_stride else (1, 1), "pooled": pooled, "pre_reshape": pre,
-            "final": (min(full[0], qh), min(full[1], qw)), "stride": output_stride(config, fine_stride)}
-
-
-def dense_macs(config, input_hw, fine_stride: bool = True) -> int:
-    """Multiply-adds of `dense_forward` on one (H, W) image, from shapes alone (convs and head).
-
-    At the training size this is Table 4's "connections" count (about 2.80 G fast, 5.36 G accurate).
-    """
-    h, w = (int(v) for v in input_hw)
-    c, total = config.in_channels, 0
-    for i, spec in enumerate(config.convs):
-        h = conv_outsize(h, spec.kernel, spec.stride, spec.padding)
-        w = conv_outsize(w, spec.kernel, spec.stride, spec.padding)
-        total += h * w * spec.out_channels * c * spec.kernel ** 2
-        c = spec.out_channels
-        if spec.pool and i < len(config.convs) - 1:
-            h, w = h // spec.pool, w // spec.pool
-    shapes = map_shapes(config, input_hw, fine_stride)
-    k = config.convs[-1].pool
-    f = _unpooled_hw(config, (config.input_size,) * 2)[0] // k
-    widths = (*config.hidden, config.num_classes)
-    per_position = c * f * f * widths[0] + sum(a * b for a, b in pairwise(widths))
-    positions = sum(max(ph, 0) * max(pw, 0) for ph, pw in shapes["pre_reshape"].values())
-    return total + positions * per_position
+    return net.outputs(infer(net.features, images), grid)

@@ -4,10 +4,10 @@ Sermanet et al. (ICLR 2014), Section 5 with the machinery of Sections 3.3 and 4.
 is the classifier with one more output, background (the last index; training in
 `detect_train`). At test time, for every scale:
 
-1. the image is resized to the scale and run densely at fine stride (`dense.dense_forward`);
+1. the image is resized to the scale and run densely at fine stride (`dense.dense_passes`);
    a softmax over the C + 1 outputs gives each location a probability per class;
 2. every (location, object class) whose probability is >= `score_threshold` becomes a candidate
-   box: the box the regressor predicts at that location (issue 5, `regressor`), or the location's
+   box: the box the regressor predicts at that location (`regressor.location_boxes`), or the location's
    window when there is no regressor, mapped back to the original image;
 3. the candidates of all scales go through `merge.greedy_merge` class by class; a merged
    detection's score is the sum of its members' probabilities (the paper's confidence: coherent
@@ -26,11 +26,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import to_numpy
-from .dense import dense_head, fc_to_conv, infer, num_windows, output_windows
-from .detect_train import background_index
+from .dense import dense_passes, fully_convolutional
+from .losses import softmax
 from .merge import DEFAULT_MERGE_T, greedy_merge
 from .metrics import Detections, mean_average_precision, precision_recall_curve
-from .multiscale import resize, softmax, to_input
+from .models import OverFeat
+from .regressor import check_compatible, location_boxes
 
 
 class Detection(NamedTuple):
@@ -41,73 +42,30 @@ class Detection(NamedTuple):
     box: tuple  # (left, top, right, bottom), right/bottom exclusive
 
 
-def scaled_size(image_hw, scale) -> tuple:
-    """The size an (H, W) image takes at `scale` (H_s, W_s): as `multiscale.scale_images`, a
-    portrait image gets the scale transposed so its longer side lies along the scale's longer side."""
-    lo, hi = sorted(int(v) for v in scale)
-    return (hi, lo) if image_hw[0] > image_hw[1] else (lo, hi)
-
-
-def default_scales(config) -> tuple:
-    """Detection scales (H, W) for a model: the small model's three square sizes 104, 136, 168
-    (64 + 8 (2n - 1), exact fine-stride maps; made for the 128-pixel synthetic detection images,
-    whose objects then fill 0.4-1.2 of a window), else Table 5's rule (`multiscale.scales_for`)."""
-    if config.name.startswith("small"):
-        k, s = config.convs[-1].pool, config.total_stride // config.convs[-1].pool
-        return tuple((config.input_size + (k * n - 1) * s,) * 2 for n in (3, 5, 7))
-    from .multiscale import scales_for
-
-    return scales_for(config)
-
-
-def _check_image(image):
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"detect: expected an RGB uint8 image (H, W, 3), got {getattr(image, 'dtype', type(image))} "
-                         f"{getattr(image, 'shape', '')}; load it with overfeat_np.data.load_rgb")
-
-
-def _check_regressor(regressor, model):
-    from .regressor import check_compatible  # issue 5
-
-    check_compatible(regressor, model)
+def background_index(detector) -> int:
+    """Index of the background class: the last output (C for C object classes)."""
+    config = detector.config if isinstance(detector, OverFeat) else detector
+    return config.num_classes - 1
 
 
 def location_candidates(model, regressor, image, scales, fine_stride=True, mean=None, std=None):
     """Per scale: (probs (C, H', W') host float32, boxes (C_r, H', W', 4) in original pixels).
 
-    One pass of the feature layers per scale feeds both the class head and the regressor
-    (`regressor.dense_regress`; it must be trained on this model's features, `check_compatible`).
-    boxes hold one box per location (C_r = 1: single-class regression or, without a regressor,
-    the locations' windows) or one per class and location (C_r = C: per-class regression).
+    One pass of the feature layers per scale (`dense.dense_passes`) feeds both the class head and
+    the regressor (`regressor.location_boxes`; it must be trained on this model's features,
+    `check_compatible`). boxes hold one box per location (C_r = 1: single-class regression or,
+    without a regressor, the locations' windows) or one per class and location (C_r = C: PCR).
     """
-    _check_image(image)
     if regressor is not None:
-        _check_regressor(regressor, model)
-    h, w = image.shape[:2]
-    head = fc_to_conv(model.classifier, model.pooled_shape)
-    k = model.pool.kernel_size
+        check_compatible(regressor, model)
+    net = fully_convolutional(model)
     out = []
-    for scale in scales:
-        hs, ws = scaled_size((h, w), scale)
-        if min(hs, ws) < model.config.input_size:
-            raise ValueError(f"detect: scale {tuple(scale)} is smaller than the {model.config.input_size}-pixel "
-                             "training size; use larger scales")
-        x = to_input([resize(image, (hs, ws))], mean, std, model.xp)  # (1, 3, hs, ws)
-        unpooled = infer(model.features, x)  # (1, C5, U_h, U_w)
-        qh, qw = num_windows(model.config, (hs, ws), fine_stride)
-        probs = to_numpy(softmax(dense_head(head, unpooled, k, fine_stride)[:, :, :qh, :qw]))[0]  # (C, qh, qw)
-        win = output_windows(model.config, (qh, qw), fine_stride)  # (qh, qw, 4) pixels of x
+    for sp in dense_passes(net, image, scales, fine_stride, mean=mean, std=std):
+        probs = to_numpy(softmax(net.outputs(sp.unpooled, sp.grid)))[0]  # (C, qh, qw)
         if regressor is None:
-            boxes = win[None]
+            boxes = (sp.grid.windows() * sp.grid.to_image)[None]
         else:
-            from .boxes import decode_relative
-            from .regressor import dense_regress
-
-            rel = to_numpy(dense_regress(regressor, unpooled, k, (hs, ws), fine_stride))[0]  # (4 C_r, qh, qw)
-            rel = rel.reshape(-1, 4, qh, qw).transpose(0, 2, 3, 1)  # (C_r, qh, qw, 4)
-            boxes = decode_relative(rel.reshape(-1, 4), np.broadcast_to(win, rel.shape).reshape(-1, 4))
-            boxes = boxes.reshape(rel.shape)
-        boxes = boxes * np.array([w / ws, h / hs, w / ws, h / hs], np.float32)  # back to the original
+            boxes = location_boxes(regressor, sp.unpooled, sp.grid)
         out.append((probs, boxes))
     return out
 
@@ -127,7 +85,7 @@ def detect(detector, regressor, image, scales, score_threshold: float = 0.5, t: 
     """Detect objects in one image: uint8 (H, W, 3) -> list of `Detection`, best score first.
 
     detector: an OverFeat whose last output is background (`detect_train.make_detector`);
-    regressor: a box regressor (issue 5) or None to use the locations' windows as boxes;
+    regressor: a box regressor (`regressor.build_regressor`) or None to use the locations' windows as boxes;
     scales: (H_s, W_s) sizes the image is resized to (each >= the training size);
     score_threshold: a location's class probability needed to propose a box; t: greedy merge
     threshold (`merge.match_score`). Returns [] when no location passes the threshold.

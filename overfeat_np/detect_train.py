@@ -35,22 +35,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import backend_name, get_array_module, to_device, to_numpy
+from .backend import get_array_module, to_numpy
 from .boxes import as_boxes, intersection
-from .dense import fc_to_conv, num_windows, output_windows
+from .data.transforms import hflip
+from .dense import fully_convolutional
+from .detect import background_index
+from .grid import dense_grid
 from .layers import Conv2D, Linear, ReLU, Sequential
-from .losses import softmax_cross_entropy
+from .losses import softmax, softmax_cross_entropy
 from .models import OverFeat, OverFeatConfig
-from .multiscale import hflip, resize, softmax, to_input
 from .optim import SGD
+from .preprocess import resize, resize_boxes, to_input
+from .scales import detector_train_scales
 
 IGNORE = -1  # target of locations that are not trained on (softmax_cross_entropy's ignore_index)
-
-
-def background_index(detector) -> int:
-    """Index of the background class: the last output (C for C object classes)."""
-    config = detector.config if isinstance(detector, OverFeat) else detector
-    return config.num_classes - 1
 
 
 def make_detector(classifier: OverFeat, seed: int = 0) -> OverFeat:
@@ -64,7 +62,7 @@ def make_detector(classifier: OverFeat, seed: int = 0) -> OverFeat:
     cfg = OverFeatConfig(**{**c.to_dict(), "convs": c.convs, "hidden": c.hidden,
                             "num_classes": c.num_classes + 1, "name": f"{c.name}-det"})
     xp = classifier.xp
-    det = OverFeat(cfg, seed=seed, backend=backend_name(xp))
+    det = OverFeat(cfg, seed=seed, backend=xp)
     params = {k: v.copy() for k, v in classifier.params.items()}
     last = max((k for k in params if k.startswith("classifier.")), key=lambda k: int(k.split(".")[1]))
     last = last.rsplit(".", 1)[0]  # "classifier.j" of the final Linear
@@ -153,7 +151,7 @@ class DenseTrainNet:
     @classmethod
     def of(cls, model: OverFeat) -> DenseTrainNet:
         """Build from a model (cheap: reshaped views of the Linear weights, no copy)."""
-        conv_head = fc_to_conv(model.classifier, model.pooled_shape)
+        conv_head = fully_convolutional(model).head
         drops = iter(model.dropout_layers)
         layers = []
         for layer in conv_head.layers:
@@ -170,10 +168,8 @@ class DenseTrainNet:
         f, fc = m.features.forward(x, train=train)
         p, pc = m.pool.forward(f, train=train)
         y, hc = self.head.forward(p, train=train)
-        qh, qw = num_windows(m.config, x.shape[2:], fine_stride=False)
         full = y.shape
-        if y.shape[2] > qh or y.shape[3] > qw:  # positions whose window would leave the image
-            y = y[:, :, :qh, :qw]
+        y = dense_grid(m.config, x.shape[2:], fine_stride=False).crop(y)  # windows inside the image
         return y, (fc, pc, hc, full)
 
     def backward(self, dy, cache) -> dict:
@@ -201,7 +197,7 @@ class DenseTrainNet:
 class DetectorTrainConfig:
     """Everything that defines a detector fine-tuning run."""
 
-    scales: tuple = ((96, 96), (128, 128), (160, 160))  # (H, W) a training image is resized to
+    scales: tuple = ()  # (H, W) a training image is resized to; () = `scales.detector_train_scales`
     steps: int = 200  # SGD steps; one random scale per step
     batch_size: int = 8  # images per step (all resized to the step's scale)
     lr: float = 0.01
@@ -228,15 +224,11 @@ class DetectorHistory:
 def _resized_batch(samples, hw, flip_mask):
     """Resize samples to hw, flip where asked -> (uint8 images list, boxes list, labels list)."""
     images, boxes, labels = [], [], []
-    h, w = int(hw[0]), int(hw[1])
     for s, flip in zip(samples, flip_mask):
-        img = s["image"]
-        sy, sx = h / img.shape[0], w / img.shape[1]
-        b = s["boxes"].astype(np.float32) * np.array([sx, sy, sx, sy], np.float32)
-        img = resize(img, (h, w))
+        img = resize(s["image"], hw)
+        b = resize_boxes(s["boxes"], s["image"].shape[:2], img.shape[:2])
         if flip:
-            img = hflip(img)
-            b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1) if len(b) else b
+            img, b = hflip(img, b)
         images.append(img)
         boxes.append(b)
         labels.append(s["box_labels"])
@@ -245,8 +237,7 @@ def _resized_batch(samples, hw, flip_mask):
 
 def detection_targets(config, hw, boxes, labels, background, cfg: DetectorTrainConfig) -> np.ndarray:
     """Coarse-stride targets for a batch at image size hw -> int64 (N, H', W')."""
-    qh, qw = num_windows(config, hw, fine_stride=False)
-    win = output_windows(config, (qh, qw), fine_stride=False)
+    win = dense_grid(config, hw, fine_stride=False).windows()
     return np.stack([assign_targets(win, b, lab, background, cfg.pos_coverage, cfg.min_area, cfg.neg_coverage)
                      for b, lab in zip(boxes, labels)])
 
@@ -265,8 +256,9 @@ def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None 
     cfg = cfg or DetectorTrainConfig()
     if len(dataset) == 0:
         raise ValueError("train_detector: the dataset is empty")
+    scales = tuple(cfg.scales) or detector_train_scales(detector.config)
     s = detector.config.input_size
-    for hw in cfg.scales:
+    for hw in scales:
         if min(hw) < s:
             raise ValueError(f"train_detector: scale {tuple(hw)} is smaller than the {s}x{s} training size")
     bg = background_index(detector)
@@ -278,7 +270,7 @@ def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None 
     t0, seen = time.perf_counter(), 0
     for step in tqdm(range(cfg.steps), desc="detector", disable=not progress):
         idx = rng.integers(len(dataset), size=cfg.batch_size)
-        hw = cfg.scales[int(rng.integers(len(cfg.scales)))]
+        hw = scales[int(rng.integers(len(scales)))]
         flips = rng.random(cfg.batch_size) < 0.5 if cfg.flip else np.zeros(cfg.batch_size, bool)
         images, boxes, labels = _resized_batch([dataset[int(i)] for i in idx], hw, flips)
         x = to_input(images, mean, std, xp)  # (N, 3, H, W)
@@ -286,7 +278,7 @@ def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None 
         targets = detection_targets(detector.config, hw, boxes, labels, bg, cfg)
         offending = to_numpy(softmax(logits)[:, :bg].max(axis=1))  # (N, H', W')
         chosen = select_negatives(targets, offending, bg, cfg.n_random, cfg.n_hard, rng)
-        loss, dlogits = softmax_cross_entropy(logits, to_device(chosen, backend_name(xp)), ignore_index=IGNORE)
+        loss, dlogits = softmax_cross_entropy(logits, xp.asarray(chosen), ignore_index=IGNORE)
         if not math.isfinite(loss):
             raise FloatingPointError(f"train_detector: the loss became {loss} at step {step + 1}; "
                                      f"lower the learning rate (now {cfg.lr:g})")

@@ -28,18 +28,20 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import get_array_module, to_numpy
-from .boxes import clip_boxes, decode_relative, iou
-from .dense import dense_head, fc_to_conv, infer, num_windows, offset_pool, output_windows
+from .boxes import clip_boxes, iou
+from .dense import dense_passes, fully_convolutional, infer, offset_pool
+from .grid import dense_grid
+from .losses import softmax
 from .merge import DEFAULT_MERGE_T, batched_nms, greedy_merge
 from .metrics import localization_error
-from .multiscale import scale_images, softmax, to_input
 from .multiscale import top_k as top_classes
 from .optim import SGD
+from .preprocess import resize_boxes, scale_image, to_input
 from .regressor import (
     MIN_OVERLAP,
     Regressor,
     check_compatible,
-    dense_regress,
+    location_boxes,
     regression_loss,
     regression_targets,
 )
@@ -76,11 +78,10 @@ class WindowSet:
 
 
 def _scaled_sample(sample, hw):
-    """The sample's image resized to scale hw (`multiscale.scale_images`) and its boxes moved along."""
+    """The sample's image at scale hw (`preprocess.scale_image`) and its boxes moved along."""
     image = sample["image"]
-    img = scale_images(image, [hw])[0]
-    fy, fx = img.shape[0] / image.shape[0], img.shape[1] / image.shape[1]
-    boxes = np.asarray(sample["boxes"], np.float32).reshape(-1, 4) * np.array([fx, fy, fx, fy], np.float32)
+    img = scale_image(image, hw)
+    boxes = resize_boxes(sample["boxes"], image.shape[:2], img.shape[:2])
     return img, boxes, np.asarray(sample["box_labels"], np.int64).reshape(-1)
 
 
@@ -96,28 +97,23 @@ def _gather_patches(pooled, b, i, j, f):
 def _windows_of_batch(model, images, boxes, labels, fine_stride, min_overlap, mean, std):
     """[(patches, targets, labels, image index, position)] of the trained windows of equal-size
     images, one entry per pooling offset."""
-    config, xp = model.config, model.xp
-    k = model.pool.kernel_size
     f = model.pooled_shape[1]
-    hw = images[0].shape[:2]
-    qh, qw = num_windows(config, hw, fine_stride)
-    win = output_windows(config, (qh, qw), fine_stride)  # (qh, qw, 4)
-    tl = [regression_targets(win, bx, lb, min_overlap) for bx, lb in zip(boxes, labels)]
+    grid = dense_grid(model.config, images[0].shape[:2], fine_stride)
+    tl = [regression_targets(grid.windows(), bx, lb, min_overlap) for bx, lb in zip(boxes, labels)]
     targets = np.stack([t[0] for t in tl])  # (B, qh, qw, 4)
     cls = np.stack([t[1] for t in tl])  # (B, qh, qw)
     mask = np.stack([t[2] for t in tl])  # (B, qh, qw)
-    unpooled = infer(model.features, to_input(images, mean, std, xp))  # (B, C, U_h, U_w)
+    unpooled = infer(model.features, to_input(images, mean, std, model.xp))  # (B, C, U_h, U_w)
     out = []
-    offsets = [(dx, dy) for dy in range(k) for dx in range(k)] if fine_stride else [(0, 0)]
-    step = k if fine_stride else 1
-    for dx, dy in offsets:
-        sub = mask[:, dy::step, dx::step]  # the fine positions this offset owns
+    for dx, dy in grid.offsets:
+        rows, cols = grid.owned(dx, dy)
+        sub = mask[:, rows, cols]
         if not sub.any():
             continue
         b, i, j = np.nonzero(sub)
-        pooled = offset_pool(unpooled, k, dx, dy)
-        out.append((_gather_patches(pooled, b, i, j, f), targets[:, dy::step, dx::step][b, i, j],
-                    cls[:, dy::step, dx::step][b, i, j], b, np.stack([i * step + dy, j * step + dx], axis=1)))
+        pooled = offset_pool(unpooled, grid.k, dx, dy)
+        out.append((_gather_patches(pooled, b, i, j, f), targets[:, rows, cols][b, i, j],
+                    cls[:, rows, cols][b, i, j], b, np.stack([i * grid.step + dy, j * grid.step + dx], axis=1)))
     return out
 
 
@@ -279,32 +275,23 @@ def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fi
     image and, with `clip`, clipped to it. Returns BoxPredictions (host arrays).
     """
     check_compatible(regressor, model)
-    config, xp = model.config, model.xp
-    k = model.pool.kernel_size
-    classifier = fc_to_conv(model.classifier, model.pooled_shape)
+    net = fully_convolutional(model)
     h, w = image.shape[:2]
     out = {f: [] for f in BoxPredictions._fields}
-    for si, img in enumerate(scale_images(image, scales)):
-        hs, ws = img.shape[:2]
-        qh, qw = num_windows(config, (hs, ws), fine_stride)
-        unpooled = infer(model.features, to_input([img], mean, std, xp))
-        probs = to_numpy(softmax(dense_head(classifier, unpooled, k, fine_stride)[:, :, :qh, :qw]))[0]  # (C, qh, qw)
-        rel = to_numpy(dense_regress(regressor, unpooled, k, (hs, ws), fine_stride))[0]  # (out, qh, qw)
+    for sp in dense_passes(net, image, scales, fine_stride, mean=mean, std=std):
+        probs = to_numpy(softmax(net.outputs(sp.unpooled, sp.grid)))[0]  # (C, qh, qw)
         cls = top_classes(probs.max(axis=(1, 2)), top_k)  # (T,) step (a)
-        win = output_windows(config, (qh, qw), fine_stride).reshape(-1, 4)  # (L, 4)
-        n_loc = len(win)
-        rel = rel.reshape(-1, 4, n_loc).transpose(0, 2, 1)  # (1 or C, L, 4)
-        rel = rel[cls] if regressor.per_class else np.broadcast_to(rel[0], (len(cls), n_loc, 4))
-        scale = np.array([w / ws, h / hs, w / ws, h / hs], np.float32)
-        win_img = win * scale
-        boxes = decode_relative(rel.reshape(-1, 4), np.tile(win, (len(cls), 1))) * scale  # step (b)
+        boxes = location_boxes(regressor, sp.unpooled, sp.grid)  # (1 or C, qh, qw, 4) step (b)
+        boxes = boxes[cls] if regressor.per_class else np.broadcast_to(boxes, (len(cls), *boxes.shape[1:]))
+        boxes = boxes.reshape(-1, 4)
+        n_loc = sp.grid.shape[0] * sp.grid.shape[1]
         if clip:
             boxes = clip_boxes(boxes, (h, w))
         out["boxes"].append(boxes.astype(np.float32))
         out["scores"].append(probs[cls].reshape(-1))
         out["classes"].append(np.repeat(cls, n_loc))
-        out["scale_ids"].append(np.full(len(cls) * n_loc, si, np.int64))
-        out["windows"].append(np.tile(win_img, (len(cls), 1)).astype(np.float32))
+        out["scale_ids"].append(np.full(len(cls) * n_loc, sp.scale_id, np.int64))
+        out["windows"].append(np.tile((sp.grid.windows() * sp.grid.to_image).reshape(-1, 4), (len(cls), 1)))
     return BoxPredictions(*(np.concatenate(out[f]) for f in BoxPredictions._fields))  # step (c)
 
 

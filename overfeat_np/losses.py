@@ -5,6 +5,13 @@ from __future__ import annotations
 from .backend import get_array_module
 
 
+def softmax(scores, axis=1):
+    """Numerically stable softmax along `axis` (classes), any namespace: scores -> probabilities."""
+    xp = get_array_module(scores)
+    e = xp.exp(scores - scores.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 def softmax_cross_entropy(logits, labels, ignore_index: int = -1):
     """Mean cross-entropy of softmax(logits) against integer labels, numerically stable.
 

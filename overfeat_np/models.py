@@ -9,12 +9,12 @@ cut it exactly there (Section 3.3):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, rng_normal
 from .layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
 
 
@@ -40,10 +40,17 @@ class OverFeatConfig:
     num_classes: int = 1000
     in_channels: int = 3
     dropout: float = 0.5  # on the outputs of the hidden full layers (Section 3)
+    # How training initialises the weights: "paper" N(0, 1e-2) (Section 3) or "he" N(0, 2 / fan_in)
+    # (`he_init`), for layers too narrow for the paper's constant (the small model).
+    weight_init: str = "paper"
+    detection_scales: tuple = ()  # default (H, W) sizes of detection; () = Table 5's rule (`scales`)
+    detector_train_scales: tuple = ()  # sizes detector fine-tuning uses; () = detection_scales
 
     def __post_init__(self):
         if not self.convs or self.convs[-1].pool < 1:
             raise ValueError(f"{self.name}: the last conv layer must be followed by max pooling")
+        if self.weight_init not in ("paper", "he"):
+            raise ValueError(f"{self.name}: weight_init must be 'paper' or 'he', got {self.weight_init!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +60,10 @@ class OverFeatConfig:
         d = dict(d)
         d["convs"] = tuple(ConvSpec(**c) for c in d["convs"])
         d["hidden"] = tuple(d["hidden"])
+        for key in ("detection_scales", "detector_train_scales"):  # JSON gives lists; equality needs tuples
+            d[key] = tuple(tuple(int(v) for v in hw) for hw in d.get(key, ()))
+        if "weight_init" not in d:  # files written before the field existed: the small model used He
+            d["weight_init"] = "he" if d["name"].startswith("small") else "paper"
         return cls(**d)
 
     @property
@@ -111,11 +122,16 @@ def small_config(num_classes: int = 6, width: float = 1.0, input_size: int = 64)
 
     With input_size = 64 the pooled map is 3x3 (first full layer 3x3, like fast layer 6's 6x6);
     images of 64 + 16k pixels give exact dense maps of (1 + k) positions per axis.
+    Its fan-ins (75-576) make the paper's N(0, 1e-2) vanish, so it trains from He init. Detection
+    defaults to 64 + 8 (2n - 1) = 104, 136, 168 (exact fine-stride maps, n = 3, 5, 7; made for the
+    128-pixel synthetic detection images, whose objects then fill 0.4-1.2 of a window) and
+    fine-tunes its detector at 64 + 32 n = 96, 128, 160.
     """
     w = lambda n: _scaled(n, width)
+    s = input_size
     return OverFeatConfig(
         name="small" if width == 1.0 else f"small-w{width:g}",
-        input_size=input_size,
+        input_size=s,
         convs=(
             ConvSpec(w(16), 5, 2, 0, 2),
             ConvSpec(w(32), 3, 1, 0, 2),
@@ -125,6 +141,9 @@ def small_config(num_classes: int = 6, width: float = 1.0, input_size: int = 64)
         ),
         hidden=(w(128), w(128)),
         num_classes=num_classes,
+        weight_init="he",
+        detection_scales=tuple((s + 8 * (2 * n - 1),) * 2 for n in (3, 5, 7)),
+        detector_train_scales=tuple((s + 32 * n,) * 2 for n in (1, 2, 3)),
     )
 
 
@@ -245,144 +264,97 @@ _CONFIGS = {"fast": fast_config, "accurate": accurate_config, "small": small_con
 MODEL_NAMES = tuple(_CONFIGS)
 
 
-def build_config(name: str, num_classes: int = 1000, width: float = 1.0) -> OverFeatConfig:
-    """The config of a registered model ("fast", "accurate", "small") without building it."""
+def build_config(name: str, num_classes: int = 1000, width: float = 1.0, input_size: int | None = None
+                 ) -> OverFeatConfig:
+    """The config of a registered model ("fast", "accurate", "small") without building it.
+
+    input_size: the small model's training crop (default 64); the others' is fixed by their table.
+    """
     if name not in _CONFIGS:
         raise ValueError(f"unknown model {name!r}: choose one of {MODEL_NAMES}")
     if num_classes < 1 or width <= 0:
         raise ValueError(f"{name}: need num_classes >= 1 and width > 0, got {num_classes} and {width}")
-    return _CONFIGS[name](num_classes=num_classes, width=width)
+    if input_size is not None and name != "small":
+        raise ValueError(f"input_size applies to the small model only; the {name} model's input is fixed "
+                         "by its table (231 fast, 221 accurate)")
+    extra = {} if input_size is None else {"input_size": int(input_size)}
+    return _CONFIGS[name](num_classes=num_classes, width=width, **extra)
 
 
-def build_model(name: str, num_classes: int, width: float = 1.0, seed: int = 0, backend: str = "numpy") -> OverFeat:
-    """A registered model by name ("fast", "accurate", "small"), as used by the CLI."""
-    return OverFeat(build_config(name, num_classes, width), seed=seed, backend=backend)
+def build_model(name: str, num_classes: int, width: float = 1.0, seed: int = 0, backend="numpy",
+                input_size: int | None = None, init: str = "paper") -> OverFeat:
+    """A registered model by name ("fast", "accurate", "small"), initialised.
 
-
-# --- accounting: Table 4 and a shape table, by shape inference only ---------------------------------
-
-class LayerRow(NamedTuple):
-    """One row of `describe`: a conv, pool or full layer named with the paper's numbering."""
-
-    name: str  # "conv1", "pool1", ..., "full6" (fast) / "full7" (accurate)
-    kind: str  # "conv" | "pool" | "full"
-    in_shape: tuple  # (C, H, W) entering the layer (Tables 1/3 "input size" is (H, W))
-    out_shape: tuple  # (C, H, W); full layers are convolutions, (out, 1, 1) at the training size
-    weights: int  # Table 4 counts weights only
-    biases: int
-    macs: int  # multiply-adds for one input of the described size (Table 4 "connections")
-
-
-@dataclass(frozen=True)
-class _ConvShape:
-    """What accounting needs of a Conv2D, without allocating its weights (the full fast model's
-    parameters are 580 MB and take seconds to draw). Shapes come from Conv2D's own method."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple
-    stride: int
-    padding: int
-
-    def output_shape(self, in_shape):
-        return Conv2D.output_shape(self, in_shape)
-
-
-@dataclass(frozen=True)
-class _LinearShape:
-    out_features: int  # the number of inputs follows from shape inference
-
-
-def _accounting_layers(model) -> list:
-    """The conv, pool and full layers of an OverFeat (or of the model a config would build), in order."""
-    if isinstance(model, OverFeat):
-        layers = [*model.features.layers, model.pool, *model.classifier.layers]
-        return [layer for layer in layers if isinstance(layer, (Conv2D, MaxPool2D, Linear))]
-    if not isinstance(model, OverFeatConfig):
-        raise TypeError(f"expected an OverFeat model or an OverFeatConfig, got {type(model).__name__}")
-    layers, c = [], model.in_channels
-    for spec in model.convs:
-        layers.append(_ConvShape(c, spec.out_channels, (spec.kernel, spec.kernel), spec.stride, spec.padding))
-        if spec.pool:
-            layers.append(MaxPool2D(spec.pool))
-        c = spec.out_channels
-    return layers + [_LinearShape(n) for n in (*model.hidden, model.num_classes)]
-
-
-def _input_hw(config, input_hw):
-    if input_hw is None:
-        return config.input_size, config.input_size
-    h, w = (input_hw, input_hw) if np.isscalar(input_hw) else tuple(input_hw)
-    return int(h), int(w)
-
-
-def describe(model, input_hw=None) -> list:
-    """Rows (LayerRow) for every conv, pool and full layer of `model` (an OverFeat or an OverFeatConfig)
-    at input size input_hw (int or (H, W); default: the training size), by shape inference only.
-
-    Above the training size the full layers are applied densely as convolutions (Section 3.3): the
-    first one with a kernel as large as the pooled map at the training size, the others 1x1; the
-    counts are then those of one pooling offset (coarse stride).
+    init: "paper" N(0, 1e-2) (Section 3), "he" (`he_init` on the hidden layers), or "auto": the
+    config's `weight_init` (He for the small model, the paper's for the others), as training uses.
     """
-    config = model.config if isinstance(model, OverFeat) else model
-    layers = _accounting_layers(model)
-    convs_pools = [layer for layer in layers if not isinstance(layer, (Linear, _LinearShape))]
-    fulls = [layer for layer in layers if isinstance(layer, (Linear, _LinearShape))]
-    s = config.input_size
-    kernel = _feature_rows(convs_pools, (config.in_channels, s, s))[-1].out_shape[1:]  # first full's kernel
-    h, w = _input_hw(config, input_hw)
-    rows = _feature_rows(convs_pools, (config.in_channels, h, w))
-    shape = rows[-1].out_shape
-    if shape[1] < kernel[0] or shape[2] < kernel[1]:
-        raise ValueError(f"{config.name}: input {h}x{w} is smaller than the training size {s}x{s}; "
-                         f"the full layers need a pooled map of at least {kernel[0]}x{kernel[1]}")
-    for i, layer in enumerate(fulls):
-        kh, kw = kernel if i == 0 else (1, 1)
-        if isinstance(layer, Linear) and layer.in_features != shape[0] * kh * kw:
-            raise ValueError(f"{config.name}: full layer {i} expects {layer.in_features} inputs, "
-                             f"shape inference gives {shape[0]}x{kh}x{kw}")
-        out = (layer.out_features, shape[1] - kh + 1, shape[2] - kw + 1)
-        n_w = layer.out_features * shape[0] * kh * kw
-        rows.append(LayerRow(f"full{len(config.convs) + i + 1}", "full", shape, out, n_w, out[0],
-                             n_w * out[1] * out[2]))
-        shape = out
-    return rows
+    if init not in ("auto", "paper", "he"):
+        raise ValueError(f"init must be 'auto', 'paper' or 'he', got {init!r}")
+    config = build_config(name, num_classes, width, input_size)
+    model = OverFeat(config, seed=seed, backend=backend)
+    if (config.weight_init if init == "auto" else init) == "he":
+        he_init(model, seed)
+    return model
 
 
-def _feature_rows(layers, shape) -> list:
-    """Rows of the conv and pool layers from an input sample shape (C, H, W), via output_shape."""
-    rows, conv_i = [], 0
-    for layer in layers:
-        out = layer.output_shape(shape)
-        if isinstance(layer, MaxPool2D):
-            rows.append(LayerRow(f"pool{conv_i}", "pool", shape, out, 0, 0, 0))
-        else:
-            conv_i += 1
-            kh, kw = layer.kernel_size
-            n_w = out[0] * shape[0] * kh * kw
-            rows.append(LayerRow(f"conv{conv_i}", "conv", shape, out, n_w, out[0], n_w * out[1] * out[2]))
-        shape = out
-    return rows
+# --- initialisation ---------------------------------------------------------------------------------
+def he_normal(params: dict, rng: np.random.Generator, skip=()) -> None:
+    """Redraw every weight "*.W" of `params` (in dict order, except the keys in `skip`) in place
+    from N(0, 2 / fan_in) (He et al. 2015), fan_in = prod(W.shape[1:]); biases are left as they are.
+
+    Drawn on the host from `rng`, so NumPy and CuPy start equal for one seed.
+    """
+    for key, w in params.items():
+        if key.endswith(".W") and key not in skip:
+            std = math.sqrt(2.0 / int(np.prod(w.shape[1:])))
+            w[...] = rng_normal(rng, w.shape, std, xp=get_array_module(w), dtype=w.dtype)
 
 
-def count_parameters(model, biases: bool = False) -> int:
-    """Number of weights (Table 4 counts no biases) of an OverFeat or OverFeatConfig."""
-    return sum(r.weights + (r.biases if biases else 0) for r in describe(model))
+def he_init(model: OverFeat, seed: int = 0) -> OverFeat:
+    """He initialisation of the hidden layers of `model` (config.weight_init = "he"), in place.
+
+    The output layer keeps the paper's N(0, 1e-2), so training starts from near-uniform class
+    scores (loss ln C) instead of large random ones that make the first steps jump; biases stay 0.
+    Returns the model.
+    """
+    last = max(k for k in model.params if k.startswith("classifier.") and k.endswith(".W"))
+    he_normal(model.params, np.random.default_rng([seed, 1]), skip=(last,))
+    return model
 
 
-def count_connections(model, input_hw=None) -> int:
-    """Multiply-adds of every conv and full layer for one input (default: the training size; Table 4)."""
-    return sum(r.macs for r in describe(model, input_hw))
+# --- one layer's output (Tables 1/3 numbering) -----------------------------------------------------
+def num_layers(config) -> int:
+    """Layers in the paper's numbering: convs + hidden full layers + the output layer."""
+    return len(config.convs) + len(config.hidden) + 1
 
 
-def format_description(rows) -> str:
-    """A printable table of `describe` rows, with totals."""
-    def shape(s):
-        return "x".join(str(v) for v in s)
-    lines = [f"{'layer':<7} {'kind':<5} {'input':>14} {'output':>14} {'weights':>13} {'mult-adds':>15}"]
-    lines += [f"{r.name:<7} {r.kind:<5} {shape(r.in_shape):>14} {shape(r.out_shape):>14} "
-              f"{r.weights:>13,} {r.macs:>15,}" for r in rows]
-    total_w, total_b, total_m = (sum(getattr(r, f) for r in rows) for f in ("weights", "biases", "macs"))
-    lines.append(f"{'total':<7} {'':<5} {'':>14} {'':>14} {total_w:>13,} {total_m:>15,}")
-    lines.append(f"({total_w / 1e6:.1f} M weights + {total_b:,} biases; {total_m / 1e9:.2f} G multiply-adds)")
-    return "\n".join(lines)
+def layer_output(model: OverFeat, x, layer: int):
+    """Output of the paper's layer `layer` (1-based, Tables 1/3) for x (N, 3, H, W).
+
+    Conv layers end after their ReLU and max pooling (if any); hidden full layers after their
+    ReLU; the last layer gives the class scores. Full layers need H = W = input_size.
+    """
+    n_conv, n = len(model.config.convs), num_layers(model.config)
+    if not 1 <= layer <= n:
+        raise ValueError(f"layer must be in 1..{n} for the {model.config.name} model ({n_conv} conv + "
+                         f"{n - n_conv} full layers), got {layer}")
+    done = 0
+    for lyr in model.features.layers:
+        if isinstance(lyr, Conv2D):
+            if done == layer:
+                return x
+            done += 1
+        x, _ = lyr.forward(x)
+    x, _ = model.pool.forward(x)
+    if layer == n_conv:
+        return x
+    if x.shape[1:] != model.pooled_shape:
+        raise ValueError(f"full layers need the {model.config.input_size}x{model.config.input_size} "
+                         f"training input; crop the image or pick a conv layer (1..{n_conv})")
+    for lyr in model.classifier.layers:
+        if isinstance(lyr, Linear):
+            if done == layer:
+                return x
+            done += 1
+        x, _ = lyr.forward(x)
+    return x

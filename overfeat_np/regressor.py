@@ -2,8 +2,8 @@
 
 The regressor reads the *pooled last-conv maps* that the classifier reads, so the feature layers
 are shared and frozen. Its head is two hidden full layers and an output layer, built from the start
-as convolutions so that `dense.dense_head` slides it over any image at every pooling offset
-(fine stride), exactly like the classifier (Section 3.3):
+as convolutions so that `dense.dense_outputs` slides it over any image at every pooling offset
+(fine stride), exactly like the classifier (Section 3.3; `dense.dense_outputs`):
 
     Conv2D(C, h1, f x f) -> ReLU -> Conv2D(h1, h2, 1x1) -> ReLU -> Conv2D(h2, 4 or 4*classes, 1x1)
 
@@ -24,18 +24,18 @@ ground-truth class's 4 outputs are trained (`regression_loss`). Section 4 found 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import get_array_module, get_backend, rng_normal, to_numpy
-from .boxes import encode_relative
-from .dense import dense_head, num_windows
+from .backend import backend_name, get_array_module, get_backend, to_numpy
+from .boxes import decode_relative, encode_relative
+from .dense import dense_outputs
+from .grid import DenseGrid
 from .layers import Conv2D, ReLU, Sequential
 from .losses import l2_loss
-from .models import OverFeat, OverFeatConfig
+from .models import OverFeat, OverFeatConfig, he_normal
 from .serialization import atomic_savez, describe_architecture, read_npz
 
 MIN_OVERLAP = 0.5  # Section 4: windows overlapping the box by less than 50% are not trained on
@@ -91,9 +91,9 @@ def build_regressor(model: OverFeat, per_class: bool = False, hidden: tuple | No
     """A fresh regressor head for `model`, on the model's backend.
 
     hidden: (h1, h2), default `regressor_hidden(model.config)`. init: "paper" N(0, 1e-2) (Section 3),
-    "he" N(0, 2 / fan_in), "auto" = "he" for the small model (whose fan-ins make N(0, 1e-2)
-    vanish, as in `train.he_init`) and "paper" otherwise. Biases start at 0; `train_regressor`
-    sets the output bias to the mean target before the first step.
+    "he" N(0, 2 / fan_in) (`models.he_normal`), "auto" = the model config's `weight_init` (He for the
+    small model, whose fan-ins make N(0, 1e-2) vanish). Biases start at 0; `train_regressor` sets
+    the output bias to the mean target before the first step.
     """
     if init not in ("auto", "paper", "he"):
         raise ValueError(f"build_regressor: init must be 'auto', 'paper' or 'he', got {init!r}")
@@ -101,7 +101,7 @@ def build_regressor(model: OverFeat, per_class: bool = False, hidden: tuple | No
     c, f, _ = model.pooled_shape
     h1, h2 = regressor_hidden(config) if hidden is None else (int(hidden[0]), int(hidden[1]))
     out = 4 * config.num_classes if per_class else 4
-    backend = "cupy" if model.xp.__name__.startswith("cupy") else "numpy"
+    backend = backend_name(model.xp)
     rng = np.random.default_rng([seed, 5])
     head = Sequential([
         # the input is frozen features: its gradient is never needed (saves a GEMM and col2im)
@@ -109,12 +109,8 @@ def build_regressor(model: OverFeat, per_class: bool = False, hidden: tuple | No
         Conv2D(h1, h2, 1, seed=rng, backend=backend), ReLU(),
         Conv2D(h2, out, 1, seed=rng, backend=backend),
     ])
-    if init == "he" or (init == "auto" and config.name.startswith("small")):
-        for layer in head.layers:
-            if isinstance(layer, Conv2D):
-                w = layer.params["W"]
-                std = math.sqrt(2.0 / int(np.prod(w.shape[1:])))
-                layer.params["W"] = rng_normal(rng, w.shape, std, get_array_module(w), w.dtype)
+    if (config.weight_init if init == "auto" else init) == "he":
+        he_normal(head.params, rng)
     return Regressor(head, bool(per_class), int(config.num_classes), config)
 
 
@@ -177,19 +173,25 @@ def regression_targets(windows, boxes, box_labels=None, min_overlap: float = MIN
 
 
 # --- the head, dense and per window ----------------------------------------------------------------
-def dense_regress(regressor: Regressor, unpooled, k: int, input_hw=None, fine_stride: bool = True):
-    """The regressor at every location: unpooled last-conv maps (N, C, U_h, U_w) -> (N, outputs, H', W').
+def dense_regress(regressor: Regressor, unpooled, grid: DenseGrid):
+    """The regressor at every output of `grid`: unpooled last-conv maps (N, C, U_h, U_w) ->
+    (N, outputs, H', W'), relative boxes; location (i, j) predicts in the frame of window
+    `grid.windows()[i, j]` (`dense.dense_outputs`, the same engine as the classifier)."""
+    return dense_outputs(regressor.head, unpooled, grid)
 
-    Runs the head on every offset-pooled copy and interleaves (`dense.dense_head`), so location
-    (i, j) is window `dense.output_windows(config, (H', W'))[i, j]`. input_hw: the image size, to
-    drop positions whose window would leave the image (as `dense.dense_forward` does).
+
+def location_boxes(regressor: Regressor, unpooled, grid: DenseGrid) -> np.ndarray:
+    """Boxes of every output of `grid` in the original image's pixels (Section 4.3 step b).
+
+    unpooled (1, C, U_h, U_w) -> host float32 (C_r, H', W', 4), C_r = 1 (SCR) or num_classes
+    (PCR, indexed by class); each box decoded from its window's frame and mapped from the
+    grid's input back to the image (`grid.to_image`), not clipped.
     """
-    y = dense_head(regressor.head, unpooled, k, fine_stride)
-    if input_hw is not None:
-        qh, qw = num_windows(regressor.model_config, input_hw, fine_stride)
-        if y.shape[2] > qh or y.shape[3] > qw:
-            y = get_array_module(y).ascontiguousarray(y[:, :, :qh, :qw])
-    return y
+    rel = to_numpy(dense_regress(regressor, unpooled, grid))[0]  # (4 C_r, H', W')
+    qh, qw = grid.shape
+    rel = rel.reshape(-1, 4, qh, qw).transpose(0, 2, 3, 1)  # (C_r, H', W', 4)
+    win = np.broadcast_to(grid.windows(), rel.shape).reshape(-1, 4)
+    return (decode_relative(rel.reshape(-1, 4), win) * grid.to_image).reshape(rel.shape).astype(np.float32, copy=False)
 
 
 def class_outputs(pred, classes):
@@ -264,7 +266,7 @@ def load_regressor(path, model: OverFeat | None = None, backend: str | None = No
                 f"{path!r} holds a regressor for {describe_architecture(config)} but the model is "
                 f"{describe_architecture(model.config)}; pass the classifier it was trained with, or train "
                 "a regressor for this model (overfeat-np train-regressor)")
-        backend = "cupy" if model.xp.__name__.startswith("cupy") else "numpy"
+        backend = model.xp
     xp = get_backend(backend or "numpy")
     return _regressor_from_arrays(path, arrays, config, bool(meta["per_class"]), int(meta["num_classes"]), xp)
 

@@ -5,17 +5,16 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from overfeat_np.accounting import map_shapes
 from overfeat_np.backend import get_backend, to_numpy
 from overfeat_np.dense import (
     dense_forward,
     dense_head,
     fc_to_conv,
     fully_convolutional,
-    map_shapes,
     offset_pool,
-    output_stride,
-    output_windows,
 )
+from overfeat_np.grid import output_stride, output_windows
 from overfeat_np.layers import Conv2D, Linear, ReLU, Sequential
 from overfeat_np.models import (
     ConvSpec,

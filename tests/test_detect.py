@@ -6,27 +6,28 @@ import numpy as np
 import pytest
 
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.dense import dense_forward, output_windows
+from overfeat_np.dense import dense_forward
 from overfeat_np.detect import (
     Detection,
-    default_scales,
+    background_index,
     detect,
     detect_with_classifier,
     detections_to_json,
     evaluate_detection,
-    scaled_size,
 )
 from overfeat_np.detect_train import (
     IGNORE,
     DenseTrainNet,
     DetectorTrainConfig,
     assign_targets,
-    background_index,
     make_detector,
     select_negatives,
     train_detector,
 )
+from overfeat_np.grid import output_windows
 from overfeat_np.models import overfeat_small
+from overfeat_np.preprocess import scaled_size
+from overfeat_np.scales import detection_scales
 
 
 def _tiny(num_classes=3, seed=0):
@@ -124,7 +125,7 @@ def test_dense_train_forward_is_dense_forward_at_coarse_stride(rng):
 
 
 def test_dense_train_backward_matches_finite_differences(rng):
-    from overfeat_np.train import he_init
+    from overfeat_np.models import he_init
 
     det = make_detector(he_init(_tiny(2, seed=3)))  # healthy activations: few units near a ReLU kink
     det.load_params({k: v.astype(np.float64) for k, v in det.params.items()})
@@ -184,7 +185,7 @@ def test_random_detector_never_reports_background(rng):
 def test_scaled_size_follows_the_image_orientation():
     assert scaled_size((100, 200), (104, 136)) == (104, 136)
     assert scaled_size((200, 100), (104, 136)) == (136, 104)
-    assert default_scales(overfeat_small(3).config) == ((104, 104), (136, 136), (168, 168))
+    assert detection_scales(overfeat_small(3).config) == ((104, 104), (136, 136), (168, 168))
 
 
 def test_detect_rejects_bad_input():
@@ -257,7 +258,7 @@ def test_detector_beats_the_classifier_only_baseline(trained):
     first = np.mean([s["loss"] for s in hist.steps[:5]])
     last = np.mean([s["loss"] for s in hist.steps[-5:]])
     assert last < 0.8 * first
-    scales = default_scales(det.config)
+    scales = detection_scales(det.config)
     m, per_class, curves = evaluate_detection(det, reg, test_set, scales)
     base, _, _ = evaluate_detection(None, None, test_set, scales,
                                     detect_fn=lambda im: detect_with_classifier(clf, im, scales))
@@ -272,7 +273,7 @@ def test_detector_is_mostly_silent_on_images_without_objects(trained):
     _, det, reg, test_set, _ = trained
     empty = [test_set[i]["image"] for i in range(len(test_set)) if len(test_set[i]["boxes"]) == 0]
     empty += [SyntheticShapes(8, image_size=128, seed=99).background(i) for i in range(8)]
-    silent = [len(detect(det, reg, im, default_scales(det.config), score_threshold=0.5)) == 0 for im in empty]
+    silent = [len(detect(det, reg, im, detection_scales(det.config), score_threshold=0.5)) == 0 for im in empty]
     assert np.mean(silent) >= 0.6, f"{sum(silent)} of {len(silent)} empty images gave no detection"
 
 

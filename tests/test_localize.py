@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-import overfeat_np.cli_localize  # noqa: F401  registers train-regressor and localize
 from overfeat_np.cli import main
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.dense import output_windows
+from overfeat_np.grid import output_windows
 from overfeat_np.localize import (
     BoxPredictions,
     centre_box_error,

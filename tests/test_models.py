@@ -8,6 +8,7 @@ builds agree is itself tested on smaller models.
 import numpy as np
 import pytest
 
+from overfeat_np.accounting import count_connections, count_parameters, describe, format_description
 from overfeat_np.layers import Conv2D, Linear, MaxPool2D
 from overfeat_np.models import (
     MODEL_NAMES,
@@ -15,11 +16,7 @@ from overfeat_np.models import (
     accurate_config,
     build_config,
     build_model,
-    count_connections,
-    count_parameters,
-    describe,
     fast_config,
-    format_description,
     overfeat_small,
     small_config,
 )

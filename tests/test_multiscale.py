@@ -5,23 +5,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overfeat_np.data.transforms import resize_smallest
-from overfeat_np.dense import map_shapes
+from overfeat_np.accounting import map_shapes
+from overfeat_np.data.transforms import hflip, resize_smallest
+from overfeat_np.losses import softmax
 from overfeat_np.models import OverFeat, accurate_config, fast_config, small_config
-from overfeat_np.multiscale import (
+from overfeat_np.multiscale import classify_multiscale, ten_view, ten_views, top_k
+from overfeat_np.preprocess import scale_images, to_input
+from overfeat_np.scales import (
     SCALES_ACCURATE,
     SCALES_FAST,
     TABLE5_POSITIONS,
-    classify_multiscale,
-    hflip,
-    scale_images,
     scales_for,
     select_scales,
-    softmax,
-    ten_view,
-    ten_views,
-    to_input,
-    top_k,
 )
 from overfeat_np.viz_dense import save_class_maps
 

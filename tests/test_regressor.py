@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from overfeat_np.backend import get_backend, to_numpy
 from overfeat_np.boxes import decode_relative, iou
-from overfeat_np.dense import infer, output_windows
+from overfeat_np.dense import infer
 from overfeat_np.gradcheck import check_layer_gradients
+from overfeat_np.grid import dense_grid, output_windows
 from overfeat_np.localize import window_samples
 from overfeat_np.models import ConvSpec, OverFeat, OverFeatConfig, overfeat_small
 from overfeat_np.regressor import (
@@ -157,7 +158,7 @@ def test_dense_regressor_equals_the_regressor_on_each_window_crop(fine_stride, r
     model = OverFeat(TINY, seed=0)
     reg = build_regressor(model, per_class=True, seed=2, init="he")
     image = rng.standard_normal((1, 3, 24, 22)).astype(np.float32)
-    dense = dense_regress(reg, infer(model.features, image), model.pool.kernel_size, (24, 22), fine_stride)
+    dense = dense_regress(reg, infer(model.features, image), dense_grid(model.config, (24, 22), fine_stride))
     wins = output_windows(model.config, dense.shape[2:], fine_stride).astype(int)
     for i in range(dense.shape[2]):
         for j in range(dense.shape[3]):
@@ -189,11 +190,11 @@ def test_cached_training_windows_are_the_dense_outputs(rng):
     ws = window_samples(model, data, [(22, 26), (18, 18)], batch_size=2)
     assert len(ws) > 0 and set(ws.scale_ids) == {0, 1}
     y = to_numpy(reg.head.forward(ws.patches)[0])[:, :, 0, 0]
-    from overfeat_np.multiscale import scale_images, to_input
+    from overfeat_np.preprocess import scale_images, to_input
     for si, hw in enumerate(ws.scales):
         for n in range(len(data)):
             img = scale_images(data[n]["image"], [hw])[0]
-            dense = dense_regress(reg, infer(model.features, to_input([img])), 2, img.shape[:2])[0]
+            dense = dense_regress(reg, infer(model.features, to_input([img])), dense_grid(model.config, img.shape[:2]))[0]
             sel = (ws.scale_ids == si) & (ws.image_ids == n)
             r, c = ws.positions[sel].T
             np.testing.assert_allclose(y[sel], dense[:, r, c].T, rtol=1e-4, atol=1e-5)
@@ -226,8 +227,8 @@ def test_regressor_on_backend_matches_numpy(backend):
     reg = build_regressor(model, per_class=True)
     assert reg.xp is xp
     x = np.random.default_rng(1).standard_normal((2, 3, 80, 88)).astype(np.float32)
-    dev = to_numpy(dense_regress(reg, infer(model.features, xp.asarray(x)), 2, (80, 88)))
+    dev = to_numpy(dense_regress(reg, infer(model.features, xp.asarray(x)), dense_grid(model.config, (80, 88))))
     model.to("numpy")
     reg.head.to("numpy")
-    host = dense_regress(reg, infer(model.features, x), 2, (80, 88))
+    host = dense_regress(reg, infer(model.features, x), dense_grid(model.config, (80, 88)))
     np.testing.assert_allclose(dev, host, rtol=1e-4, atol=1e-5)

@@ -82,12 +82,14 @@ def center_crop(image: np.ndarray, boxes, size):
     return crop(image, boxes, (h - ch) // 2, (w - cw) // 2, ch, cw)
 
 
-def hflip(image: np.ndarray, boxes):
-    """Mirror left-right. Returns image (H, W, 3) and boxes (k, 4) with x -> W - x."""
-    return np.ascontiguousarray(image[:, ::-1]), _flip_boxes(boxes, image.shape[1])
+def hflip(image: np.ndarray, boxes=None):
+    """Mirror left-right: image (H, W, 3) -> a contiguous (H, W, 3) copy; given boxes (k, 4),
+    returns (image, boxes) with the boxes mirrored too (x -> W - x)."""
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    return mirrored if boxes is None else (mirrored, flip_boxes(boxes, image.shape[1]))
 
 
-def _flip_boxes(boxes, w: int) -> np.ndarray:
+def flip_boxes(boxes, w: int) -> np.ndarray:
     """Boxes (k, 4) of a W-wide image mirrored left-right: x -> W - x."""
     boxes = _as_boxes(boxes)
     return np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
@@ -131,7 +133,7 @@ class TrainTransform:
         image, boxes = random_crop(image, boxes, self.crop, rng)
         if self.flip and rng.random() < 0.5:
             # A mirrored view: normalize() reads it in its one pass, no flipped copy is made.
-            image, boxes = image[:, ::-1], _flip_boxes(boxes, image.shape[1])
+            image, boxes = image[:, ::-1], flip_boxes(boxes, image.shape[1])
         boxes, box_labels = drop_degenerate(boxes, sample["box_labels"])
         return normalize(image, self.mean, self.std), boxes, box_labels
 
