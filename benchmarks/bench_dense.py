@@ -18,10 +18,13 @@ import time
 
 import numpy as np
 
+from overfeat_np.accounting import dense_macs
 from overfeat_np.backend import get_backend, to_numpy
-from overfeat_np.dense import dense_forward, dense_macs, infer, num_windows, output_stride
+from overfeat_np.dense import dense_forward, infer
+from overfeat_np.grid import num_windows, output_stride
 from overfeat_np.models import overfeat_accurate, overfeat_fast
-from overfeat_np.multiscale import SCALES_ACCURATE, classify_multiscale
+from overfeat_np.multiscale import classify_multiscale
+from overfeat_np.scales import SCALES_ACCURATE
 
 
 def _sync(xp):

@@ -13,11 +13,11 @@ import argparse
 import time
 
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.detect import default_scales, detect
+from overfeat_np.detect import detect
 from overfeat_np.detect_train import DetectorTrainConfig, make_detector, train_detector
-from overfeat_np.models import overfeat_small
+from overfeat_np.models import he_init, overfeat_small
 from overfeat_np.regressor import build_regressor
-from overfeat_np.train import he_init
+from overfeat_np.scales import detection_scales
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     det = make_detector(he_init(overfeat_small(6, width=a.width, backend=a.backend)))
     reg = build_regressor(det)
     data = SyntheticShapes(max(a.images, 64), image_size=128, mode="detection", seed=0, cache=True, min_scale=0.2)
-    scales = default_scales(det.config)
+    scales = detection_scales(det.config)
     images = [data[i]["image"] for i in range(a.images)]
     detect(det, reg, images[0], scales)  # warm-up
     for name, r in (("windows", None), ("regressor", reg)):

@@ -22,8 +22,8 @@ from overfeat_np.backend import get_backend
 from overfeat_np.data import SyntheticShapes
 from overfeat_np.localize import merge_predictions, predict_boxes, train_regressor, window_samples
 from overfeat_np.models import overfeat_small
-from overfeat_np.multiscale import scales_for, select_scales
 from overfeat_np.regressor import build_regressor
+from overfeat_np.scales import scales_for, select_scales
 
 
 def _sync(xp):

@@ -16,17 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from overfeat_np.dense import (
-    dense_forward,
-    dense_macs,
-    fc_to_conv,
-    infer,
-    map_shapes,
-    output_windows,
-)
+from overfeat_np.accounting import dense_macs, map_shapes
+from overfeat_np.dense import dense_forward, fc_to_conv, infer
+from overfeat_np.grid import output_windows
 from overfeat_np.layers import Conv2D, Linear
-from overfeat_np.models import ConvSpec, OverFeat, OverFeatConfig, overfeat_small
-from overfeat_np.train import he_init
+from overfeat_np.models import ConvSpec, OverFeat, OverFeatConfig, he_init, overfeat_small
 
 rng = np.random.default_rng(0)
 model = he_init(overfeat_small(num_classes=6, width=0.5))

@@ -13,17 +13,12 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from overfeat_np.accounting import map_shapes
 from overfeat_np.data.synthetic import SyntheticShapes
-from overfeat_np.dense import map_shapes, offset_pool
-from overfeat_np.models import accurate_config, overfeat_small
-from overfeat_np.multiscale import (
-    SCALES_ACCURATE,
-    classify_multiscale,
-    scales_for,
-    select_scales,
-    top_k,
-)
-from overfeat_np.train import he_init
+from overfeat_np.dense import offset_pool
+from overfeat_np.models import accurate_config, he_init, overfeat_small
+from overfeat_np.multiscale import classify_multiscale, top_k
+from overfeat_np.scales import SCALES_ACCURATE, scales_for, select_scales
 from overfeat_np.viz_dense import save_class_maps
 
 rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle
 
 from overfeat_np.boxes import iou
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.dense import output_windows
+from overfeat_np.grid import output_windows
 from overfeat_np.localize import (
     BoxPredictions,
     centre_box_error,
@@ -36,7 +36,7 @@ from overfeat_np.localize import (
 )
 from overfeat_np.merge import DEFAULT_MERGE_T, greedy_merge
 from overfeat_np.metrics import localization_error
-from overfeat_np.multiscale import scale_images
+from overfeat_np.preprocess import scale_images
 from overfeat_np.regressor import build_regressor, regression_targets
 from overfeat_np.train import TrainConfig, default_transforms, train
 

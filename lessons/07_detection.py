@@ -22,21 +22,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.dense import output_windows
-from overfeat_np.detect import default_scales, detect, detect_with_classifier, evaluate_detection
+from overfeat_np.detect import background_index, detect, detect_with_classifier, evaluate_detection
 from overfeat_np.detect_train import (
     IGNORE,
     DenseTrainNet,
     DetectorTrainConfig,
-    background_index,
     detection_targets,
     make_detector,
     select_negatives,
     train_detector,
 )
+from overfeat_np.grid import output_windows
 from overfeat_np.localize import train_regressor
-from overfeat_np.multiscale import softmax, to_input
+from overfeat_np.losses import softmax
+from overfeat_np.preprocess import to_input
 from overfeat_np.regressor import build_regressor
+from overfeat_np.scales import detection_scales
 from overfeat_np.showcase import draw_detections
 from overfeat_np.train import TrainConfig, train
 
@@ -122,7 +123,7 @@ train_regressor(det, reg, [det_set[i] for i in range(200)], cfg.scales, epochs=5
 # %%
 test_set = SyntheticShapes(60, image_size=128, mode="detection", seed=11, cache=True, num_classes=n_cls,
                            min_scale=0.2)
-scales = default_scales(det.config)
+scales = detection_scales(det.config)
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 for ax, i in zip(axes, range(4)):
     t = test_set[i]
