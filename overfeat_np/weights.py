@@ -13,9 +13,9 @@ because Flatten is C-order over (C, H, W), so no transposition is ever needed.
 A file longer than the tensors is read with a warning that names the extra bytes (they are
 ignored); a shorter one is an error.
 
-Their preprocessing (`official_preprocess`) is RGB in 0..255, minus 118.380948, divided by
-61.896913: one scalar for all channels, unlike per-channel normalisation; the whole pipeline of
-the original `overfeat` command (resize, crop) is overfeat_np.data.official. Their 1000 outputs
+Their preprocessing (`official_preprocess`, from overfeat_np.data.official: resize the shorter
+side to 231, centre crop, top-left 221 for the accurate model) feeds RGB in 0..255 minus
+118.380948, divided by 61.896913: one scalar for all channels, unlike per-channel normalisation. Their 1000 outputs
 are the ILSVRC-2012 classes in ILSVRC2012_ID order (output 0 = n02119789 kit fox), not sorted
 WordNet ids: `class_names()` gives them, from the list shipped with the package; map to other
 class lists by wnid, never by index or name ("crane" is two classes).
@@ -31,11 +31,18 @@ import numpy as np
 
 from .backend import get_array_module
 from .data.imagenet_files import ILSVRC2012_CLASS_FILE, ilsvrc2012_classes
+from .data.official import OFFICIAL_MEAN, OFFICIAL_STD, official_preprocess
+
+__all__ = [
+    "CLASS_NAMES_SOURCE", "OFFICIAL_FILES", "OFFICIAL_MEAN", "OFFICIAL_SIZES", "OFFICIAL_STD",
+    "OfficialLayer", "check_official_size", "class_names", "layer_offsets", "load_official",
+    "official_file_size", "official_preprocess", "official_shapes", "read_class_names",
+    "read_official",
+]
 from .models import OverFeat, accurate_config, fast_config
 
 OFFICIAL_FILES = {"fast": "net_weight_0", "accurate": "net_weight_1"}
 OFFICIAL_SIZES = {"fast": 583_683_488, "accurate": 578_625_952}  # bytes
-OFFICIAL_MEAN, OFFICIAL_STD = 118.380948, 61.896913  # one scalar for R, G and B
 _F32 = np.dtype("=f4")  # native byte order, as the release wrote them
 _MAX_ABS = 1e6  # far above any trained weight; byte-swapped or non-float data exceeds it
 
@@ -179,15 +186,3 @@ def read_class_names(path, expected: int = 1000) -> list:
     if len(names) != expected:
         raise ValueError(f"{os.fspath(path)!r}: expected {expected} class names (one per line), got {len(names)}")
     return names
-
-
-def official_preprocess(image):
-    """image (H, W, 3) RGB in 0..255 (uint8 or float) -> (3, H, W) float32, as the release expects:
-    (x - 118.380948) / 61.896913 with one scalar for all channels. Stays on the image's backend."""
-    xp = get_array_module(image)
-    shape = getattr(image, "shape", None)
-    if shape is None or len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f"official_preprocess: expected an RGB image (H, W, 3), got shape {shape}; "
-                         "convert grayscale/RGBA with PIL's Image.convert('RGB') first")
-    x = xp.asarray(image).astype(xp.float32).transpose(2, 0, 1)
-    return xp.ascontiguousarray((x - np.float32(OFFICIAL_MEAN)) / np.float32(OFFICIAL_STD))

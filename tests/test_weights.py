@@ -23,7 +23,6 @@ from overfeat_np.weights import (
     layer_offsets,
     load_official,
     official_file_size,
-    official_preprocess,
     read_class_names,
     read_official,
 )
@@ -196,21 +195,6 @@ def test_read_official_size_and_byte_order_errors(tmp_path):
     _write_official(tmp_path / "swapped", swapped)
     with pytest.raises(ValueError, match="wrong byte order"):
         read_official(tmp_path / "swapped", config)
-
-
-def test_official_preprocess(backend):
-    xp = get_backend(backend)
-    img = np.zeros((4, 5, 3), np.uint8)
-    img[..., 0], img[0, 0] = 255, (118, 119, 0)
-    out = official_preprocess(xp.asarray(img))
-    assert out.shape == (3, 4, 5) and out.dtype == np.float32
-    assert type(out) is type(xp.asarray(img))
-    out = to_numpy(out)
-    np.testing.assert_allclose(out[0, 1, 1], (255 - 118.380948) / 61.896913, rtol=1e-6)
-    np.testing.assert_allclose(out[:, 0, 0], (np.array([118, 119, 0]) - 118.380948) / 61.896913, rtol=1e-5)
-    np.testing.assert_allclose(out[1:, 2, 3], -118.380948 / 61.896913, rtol=1e-6)  # one scalar for all channels
-    with pytest.raises(ValueError, match=r"expected an RGB image \(H, W, 3\), got shape \(4, 5\)"):
-        official_preprocess(np.zeros((4, 5), np.uint8))
 
 
 def test_read_class_names(tmp_path):
