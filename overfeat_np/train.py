@@ -10,8 +10,9 @@ Training treats the net as non-spatial: one crop in, one C-vector out.
 One deliberate departure, for the scaled model only: N(0, 1e-2) is calibrated for the full-size
 layers (an 11x11x3 filter has fan-in 363); with the small model's fan-ins of 75-576 it makes every
 layer shrink the signal by about 10x, and 8 such layers start training with vanishing gradients
-(no progress in 400 steps). `init="auto"` therefore keeps the paper's N(0, 1e-2) for the fast and
-accurate models and uses He scaling, N(0, 2 / fan_in), for the small one's hidden layers.
+(no progress in 400 steps). `init="auto"` therefore follows the model config's `weight_init`: the
+paper's N(0, 1e-2) for the fast and accurate models, He scaling N(0, 2 / fan_in) for the small
+one's hidden layers (`models.he_init`).
 
 The run is a pure function of its config: the loader's order and augmentation depend only on
 (seed, epoch, index), the dropout masks on the dropout layers' generators, which checkpoints save.
@@ -20,8 +21,13 @@ to one that never stopped (numpy backend).
 
 Output folder (`out_dir`): log.jsonl (one JSON record per `log_every` steps and per epoch),
 latest.npz (checkpoint every `checkpoint_every` steps and at every epoch end), epoch_NNN.npz
-(with `keep_epoch_checkpoints`), weights.npz (final weights, `serialization.load_weights`),
-curves.png and filters.png.
+(with `keep_epoch_checkpoints`), weights.npz (final weights, `serialization.load_weights`). Pictures are the caller's:
+`viz.plot_run(out_dir, model)` draws curves.png and filters.png (the CLI and the demo do).
+
+`train` is a short loop over named steps: `_start` (model, optimizer, paths), `_resume_state`,
+`_run_epoch` (`_train_step` per batch), `_epoch_record`, `_evaluate_epoch`, `_log_epoch`,
+`_next_epoch` (with its checkpoint). The backend is resolved once, when the model is built; each
+step moves its batch with the model's `xp.asarray` (no driver query per step).
 """
 
 from __future__ import annotations
@@ -34,21 +40,21 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .backend import get_array_module, get_backend, rng_normal, to_device, to_numpy
+from . import models
+from .backend import to_numpy
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import DataLoader, EvalTransform, TrainTransform
 from .losses import softmax_cross_entropy
 from .metrics import topk_accuracy
-from .models import OverFeat, overfeat_accurate, overfeat_fast, overfeat_small
+from .models import OverFeat
 from .optim import SGD, StepSchedule
 from .serialization import save_weights
-from .viz import plot_filters, plot_history, read_log
+from .viz import read_log
 
-MODELS = ("fast", "accurate", "small")
+MODELS = models.MODEL_NAMES  # "fast", "accurate", "small"
 # Section 3: images resized to 256 before a 231 (fast) or 221 (accurate) crop; other input
 # sizes keep the fast model's ratio 256 / 231.
 RESIZE_RATIO = 256 / 231
@@ -69,19 +75,18 @@ class TrainConfig:
     gamma: float = 0.5
     momentum: float = 0.6  # Section 3
     weight_decay: float = 1e-5  # Section 3
-    init: str = "auto"  # "paper" N(0, 1e-2), "he" N(0, 2/fan_in), "auto" (see module docstring)
+    init: str = "auto"  # "paper" N(0, 1e-2), "he" N(0, 2/fan_in), "auto": the model's weight_init
     seed: int = 0  # model init, data order, augmentation, dropout
-    backend: str = "numpy"  # "numpy" or "cupy"
+    backend: str = "numpy"  # "numpy" or "cupy" (a name: the config is saved as JSON in checkpoints)
     workers: int = 0  # data loader worker processes (0: load in the training process)
     blas_threads: int | None = None  # BLAS threads of the training process; None: see blas_threads_for
-    out_dir: str | None = "runs/train"  # None: write nothing (no log, checkpoints or plots)
+    out_dir: str | None = "runs/train"  # None: write nothing (no log or checkpoints)
     eval_every: int = 1  # evaluate on the validation set every this many epochs (0: never)
     log_every: int = 10  # steps between step records in log.jsonl
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end of each epoch)
     keep_epoch_checkpoints: bool = False  # also keep epoch_NNN.npz
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
     progress: bool = True  # tqdm progress bars
-    plots: bool = True  # curves.png and filters.png at the end
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -124,36 +129,10 @@ class History:
 
 
 def build_model(config: TrainConfig, num_classes: int) -> OverFeat:
-    """The network named by `config` (Table 1, Table 3 or the small variant), initialised."""
-    if config.model == "fast":
-        model = overfeat_fast(num_classes, config.width, seed=config.seed, backend=config.backend)
-    elif config.model == "accurate":
-        model = overfeat_accurate(num_classes, config.width, seed=config.seed, backend=config.backend)
-    else:
-        model = overfeat_small(num_classes, config.width, seed=config.seed, backend=config.backend,
-                               input_size=config.input_size or 64)
-    init = config.init if config.init != "auto" else ("he" if config.model == "small" else "paper")
-    if init == "he":
-        he_init(model, config.seed)
-    return model
-
-
-def he_init(model: OverFeat, seed: int = 0):
-    """Redraw the hidden layers' weights W from N(0, 2 / fan_in) (He et al. 2015), fan_in =
-    prod(W.shape[1:]).
-
-    Used for the small model (see the module docstring). The output layer keeps the paper's
-    N(0, 1e-2), so training starts from near-uniform class scores (loss ln C) instead of large
-    random ones that make the first steps jump; biases stay 0. Drawn on the host from
-    one seeded generator, so NumPy and CuPy start equal. In place; returns the model.
-    """
-    rng = np.random.default_rng([seed, 1])
-    last = max(k for k in model.params if k.startswith("classifier.") and k.endswith(".W"))
-    for key, w in model.params.items():
-        if key.endswith(".W") and key != last:
-            std = math.sqrt(2.0 / int(np.prod(w.shape[1:])))
-            w[...] = rng_normal(rng, w.shape, std, xp=get_array_module(w), dtype=w.dtype)
-    return model
+    """The network named by `config` (Table 1, Table 3 or the small variant), initialised
+    (`models.build_model`; init "auto" follows the model config's `weight_init`)."""
+    return models.build_model(config.model, num_classes, config.width, seed=config.seed, backend=config.backend,
+                              input_size=config.input_size, init=config.init)
 
 
 def default_transforms(input_size: int, resize: int | str | None = "auto"):
@@ -168,13 +147,13 @@ def default_transforms(input_size: int, resize: int | str | None = "auto"):
             EvalTransform(crop=input_size, resize=resize))
 
 
-def evaluate(model: OverFeat, loader: DataLoader, backend: str | None = None, progress: bool = False) -> dict:
+def evaluate(model: OverFeat, loader: DataLoader, progress: bool = False) -> dict:
     """Top-1/top-5 accuracy and mean loss of `model` over one pass of `loader` (eval mode).
 
-    Returns {"top1", "top5", "loss", "count"}; top5 is top-min(5, C). Images with label -1 (no
-    object) are not counted.
+    Batches move to the model's array module. Returns {"top1", "top5", "loss", "count"}; top5 is
+    top-min(5, C). Images with label -1 (no object) are not counted.
     """
-    backend = backend or ("cupy" if model.xp.__name__.startswith("cupy") else "numpy")
+    xp = model.xp
     k5 = min(5, model.config.num_classes)
     hits1 = hits5 = loss_sum = 0.0
     count = 0
@@ -182,10 +161,9 @@ def evaluate(model: OverFeat, loader: DataLoader, backend: str | None = None, pr
         keep = batch["labels"] >= 0
         if not keep.any():
             continue
-        x = to_device(batch["x"][keep], backend)
         labels = batch["labels"][keep]
-        logits, _ = model.forward(x, train=False)
-        loss, _ = softmax_cross_entropy(logits, to_device(labels, backend))
+        logits, _ = model.forward(xp.asarray(batch["x"][keep]), train=False)
+        loss, _ = softmax_cross_entropy(logits, xp.asarray(labels))
         acc = topk_accuracy(to_numpy(logits), labels, k=(1, k5))
         n = len(labels)
         hits1 += acc[1] * n
@@ -244,6 +222,30 @@ def limit_blas(threads: int | None):
     return threadpool_limits(threads, user_api="blas")
 
 
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "correct": 0, "seen": 0}
+
+
+@dataclass
+class _Loop:
+    """What the steps of `train` share: the run's objects and its position (saved in checkpoints)."""
+
+    config: TrainConfig
+    model: OverFeat
+    optimizer: SGD
+    schedule: StepSchedule
+    classes: list
+    xp: object  # the model's array module (numpy or cupy): every batch moves with xp.asarray
+    log_path: str | None  # out_dir/log.jsonl (None: out_dir is None, nothing is written)
+    latest: str | None  # out_dir/latest.npz
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` done
+    step: int = 0  # steps done in total
+    # Running sums of the current epoch, saved so a resumed epoch reports the same averages.
+    sums: dict = field(default_factory=_zero_sums)
+    history: History | None = None
+
+
 def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transforms=None,
           model: OverFeat | None = None, classes=None, on_step=None) -> History:
     """Train an OverFeat classifier on `train_set` (sample-format dataset), evaluating on `val_set`.
@@ -252,147 +254,189 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     transforms: (train_transform, eval_transform); default `default_transforms(input_size)`.
     model: train this model instead of `build_model(config)` (its config must match a resumed
     checkpoint). on_step(record): called after every step with the step record (tests use it to
-    simulate a crash). Returns a History; the model is trained in place.
+    simulate a crash). Returns a History; the model is trained in place. Pictures of the run are
+    the caller's (`viz.plot_run`).
     """
-    get_backend(config.backend)  # a clear BackendError now rather than in the first step
+    loop = _start(config, train_set, model, classes)
+    _resume_state(loop, resume)
+    loop.history = History(model=loop.model, global_step=loop.step, out_dir=config.out_dir)
+    if config.max_steps is not None and loop.step >= config.max_steps:
+        return loop.history  # resumed at or past the requested stop: nothing to do
+    if loop.log_path and os.path.exists(loop.log_path):
+        for r in read_log(loop.log_path):
+            (loop.history.epochs if r["kind"] == "epoch" else loop.history.steps).append(r)
+    train_tf, eval_tf = transforms or default_transforms(loop.model.config.input_size)
+    with contextlib.ExitStack() as stack:  # closes the loaders' workers and restores the BLAS
+        loader, val_loader = _loaders(config, train_set, val_set, train_tf, eval_tf, stack)
+        stack.enter_context(limit_blas(blas_threads_for(config)))
+        while loop.epoch < config.epochs:
+            timing = _run_epoch(loop, loader, on_step)
+            if timing is None:
+                return loop.history  # max_steps reached, with a checkpoint
+            record = _epoch_record(loop, *timing, skipped=loader.num_skipped)
+            _evaluate_epoch(loop, val_loader, record)
+            _log_epoch(loop, record)
+            _next_epoch(loop)
+    loop.history.global_step, loop.history.finished = loop.step, True
+    if config.out_dir is not None:
+        save_weights(loop.model, os.path.join(config.out_dir, "weights.npz"))
+    return loop.history
+
+
+def _start(config: TrainConfig, train_set, model, classes) -> _Loop:
+    """The model (built from `config` unless given), its optimizer and schedule, the output paths."""
     num_classes = config.num_classes or train_set.num_classes
     if num_classes != train_set.num_classes:
         raise ValueError(f"TrainConfig.num_classes={num_classes} but the training set has "
                          f"{train_set.num_classes} classes")
+    # The backend is resolved here, once (a clear BackendError before any work); from now on it
+    # is the model's array module.
     model = model if model is not None else build_model(config, num_classes)
     if model.config.num_classes != num_classes:
         raise ValueError(f"the model has {model.config.num_classes} outputs but the training set has "
                          f"{num_classes} classes")
     classes = list(classes if classes is not None else getattr(train_set, "classes", range(num_classes)))
-    train_tf, eval_tf = transforms or default_transforms(model.config.input_size)
     optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     schedule = StepSchedule(config.lr, config.milestones, config.gamma)
-
-    out = config.out_dir
     log_path = latest = None
-    if out is not None:
-        os.makedirs(out, exist_ok=True)
-        log_path, latest = os.path.join(out, "log.jsonl"), os.path.join(out, "latest.npz")
-    epoch, start_batch, step = 0, 0, 0
-    # Running sums of the current epoch, saved so a resumed epoch reports the same averages.
-    sums = {"loss": 0.0, "correct": 0, "seen": 0}
-    if resume:
-        path = latest if resume is True else os.fspath(resume)
-        if path is None:
-            raise ValueError("resume=True needs an out_dir holding latest.npz; pass the checkpoint path")
-        ckpt = load_checkpoint(path)
-        saved = ckpt.get("train_config") or {}
-        for key in ("seed", "batch_size"):  # they fix the batches; another value cannot continue the run
-            if key in saved and saved[key] != getattr(config, key):
-                raise ValueError(f"cannot resume {path}: it was trained with {key}={saved[key]}, this run "
-                                 f"has {key}={getattr(config, key)}; use the same value or a new out_dir")
-        restore_checkpoint(ckpt, model, optimizer, schedule)
-        st = ckpt["state"]
-        epoch, start_batch, step = int(st["epoch"]), int(st["batch"]), int(st["global_step"])
-        sums = dict(st.get("sums", sums))
-        if log_path:
-            _truncate_log(log_path, step)
-    elif log_path and os.path.exists(log_path):
-        os.remove(log_path)  # a fresh run in an old folder starts a fresh log
+    if config.out_dir is not None:
+        os.makedirs(config.out_dir, exist_ok=True)
+        log_path, latest = os.path.join(config.out_dir, "log.jsonl"), os.path.join(config.out_dir, "latest.npz")
+    return _Loop(config, model, optimizer, schedule, classes, model.xp, log_path, latest)
 
-    history = History(model=model, global_step=step, out_dir=out)
-    if config.max_steps is not None and step >= config.max_steps:
-        return history  # resumed at or past the requested stop: nothing to do
-    if log_path and os.path.exists(log_path):
-        for r in read_log(log_path):
-            (history.epochs if r["kind"] == "epoch" else history.steps).append(r)
 
-    def checkpoint(ep, batch, path=None):
-        if out is None:
-            return
-        state = {"epoch": ep, "batch": batch, "global_step": step, "sums": sums}
-        save_checkpoint(path or latest, model, optimizer, schedule, state, config.to_dict(), classes)
+def _resume_state(loop: _Loop, resume):
+    """Continue from a checkpoint (a path, or True for out_dir/latest.npz): weights, optimizer,
+    schedule, dropout generators, position, and the log cut back to it. Else start a fresh log."""
+    if not resume:
+        if loop.log_path and os.path.exists(loop.log_path):
+            os.remove(loop.log_path)  # a fresh run in an old folder starts a fresh log
+        return
+    path = loop.latest if resume is True else os.fspath(resume)
+    if path is None:
+        raise ValueError("resume=True needs an out_dir holding latest.npz; pass the checkpoint path")
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("train_config") or {}
+    for key in ("seed", "batch_size"):  # they fix the batches; another value cannot continue the run
+        if key in saved and saved[key] != getattr(loop.config, key):
+            raise ValueError(f"cannot resume {path}: it was trained with {key}={saved[key]}, this run "
+                             f"has {key}={getattr(loop.config, key)}; use the same value or a new out_dir")
+    restore_checkpoint(ckpt, loop.model, loop.optimizer, loop.schedule)
+    st = ckpt["state"]
+    loop.epoch, loop.batch, loop.step = int(st["epoch"]), int(st["batch"]), int(st["global_step"])
+    loop.sums = dict(st.get("sums", _zero_sums()))
+    if loop.log_path:
+        _truncate_log(loop.log_path, loop.step)
 
+
+def _loaders(config: TrainConfig, train_set, val_set, train_tf, eval_tf, stack) -> tuple:
+    """(training loader, validation loader or None), closed when `stack` closes."""
     loader = DataLoader(train_set, config.batch_size, train_tf, shuffle=True, seed=config.seed,
                         num_workers=config.workers)
-    val_loader = None
-    if val_set is not None and config.eval_every:
-        val_loader = DataLoader(val_set, config.batch_size, eval_tf, shuffle=False, seed=config.seed,
-                                num_workers=config.workers, drop_last=False)
+    stack.callback(loader.close)
     if len(loader) == 0:
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
                          f"{config.batch_size}; lower --batch-size")
-    blas = contextlib.ExitStack()  # left in the finally below, with the loaders
-    blas.enter_context(limit_blas(blas_threads_for(config)))
-    try:
-        while epoch < config.epochs:
-            lr = schedule.lr_at(epoch)
-            t0, seen0 = time.perf_counter(), 0
-            bar = tqdm(total=len(loader), initial=start_batch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not config.progress, dynamic_ncols=True)
-            batch_no = start_batch
-            for batch in loader.batches(epoch, start_batch):
-                x = to_device(batch["x"], config.backend)  # (N, 3, S, S) float32
-                labels = to_device(batch["labels"], config.backend)  # (N,) int64
-                logits, cache = model.forward(x, train=True)
-                loss, dlogits = softmax_cross_entropy(logits, labels)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"the loss became {loss} at step {step + 1}; lower the learning "
-                                             f"rate (now {lr:g}) or check the input normalisation")
-                _, grads = model.backward(dlogits, cache)
-                optimizer.step(grads, lr=lr)
-                n = len(batch["labels"])
-                correct = int(to_numpy((logits.argmax(axis=1) == labels).sum()))
-                step += 1
-                batch_no += 1
-                seen0 += n
-                sums["loss"] += loss * n
-                sums["correct"] += correct
-                sums["seen"] += n
-                ips = seen0 / max(time.perf_counter() - t0, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / n:.2f}", img_s=f"{ips:.0f}", lr=f"{lr:g}")
-                record = {"kind": "step", "global_step": step, "epoch": epoch, "batch": batch_no,
-                          "loss": loss, "acc": correct / n, "lr": lr, "images_per_s": ips}
-                if step % config.log_every == 0:
-                    history.steps.append(record)
-                    if log_path:
-                        _append_jsonl(log_path, record)
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    checkpoint(epoch, batch_no)
-                if on_step is not None:
-                    on_step(record)
-                if config.max_steps is not None and step >= config.max_steps:
-                    bar.close()
-                    checkpoint(epoch, batch_no)
-                    history.global_step = step
-                    return history
-            bar.close()
-            rec = {"kind": "epoch", "global_step": step, "epoch": epoch, "lr": lr,
-                   "train_loss": sums["loss"] / max(sums["seen"], 1),
-                   "train_acc": sums["correct"] / max(sums["seen"], 1),
-                   "images_per_s": seen0 / max(time.perf_counter() - t0, 1e-9),
-                   "skipped_images": loader.num_skipped}
-            if val_loader is not None and (epoch + 1) % config.eval_every == 0:
-                ev = evaluate(model, val_loader, config.backend)
-                rec.update(val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"])
-            history.epochs.append(rec)
-            if log_path:
-                _append_jsonl(log_path, rec)
-            if config.progress:
-                tqdm.write(_epoch_line(rec, config.epochs))
-            epoch, start_batch = epoch + 1, 0
-            sums = {"loss": 0.0, "correct": 0, "seen": 0}
-            checkpoint(epoch, 0)
-            if out is not None and config.keep_epoch_checkpoints:
-                checkpoint(epoch, 0, os.path.join(out, f"epoch_{epoch:03d}.npz"))
-    finally:
-        loader.close()
-        if val_loader is not None:
-            val_loader.close()
-        blas.close()
-    history.global_step, history.finished = step, True
-    if out is not None:
-        save_weights(model, os.path.join(out, "weights.npz"))
-        if config.plots:
-            plot_history(log_path, os.path.join(out, "curves.png"))
-            plot_filters(model, os.path.join(out, "filters.png"))
-    return history
+    if val_set is None or not config.eval_every:
+        return loader, None
+    val_loader = DataLoader(val_set, config.batch_size, eval_tf, shuffle=False, seed=config.seed,
+                            num_workers=config.workers, drop_last=False)
+    stack.callback(val_loader.close)
+    return loader, val_loader
+
+
+def _checkpoint(loop: _Loop, path=None):
+    """Save the run at its current position to `path` (default out_dir/latest.npz)."""
+    if loop.config.out_dir is None:
+        return
+    state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": loop.sums}
+    save_checkpoint(path or loop.latest, loop.model, loop.optimizer, loop.schedule, state,
+                    loop.config.to_dict(), loop.classes)
+
+
+def _train_step(loop: _Loop, batch: dict, lr: float) -> tuple:
+    """One SGD step on a host batch -> (loss, number of correct top-1 predictions)."""
+    x = loop.xp.asarray(batch["x"])  # (N, 3, S, S) float32
+    labels = loop.xp.asarray(batch["labels"])  # (N,) int64
+    logits, cache = loop.model.forward(x, train=True)
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss} at step {loop.step + 1}; lower the learning "
+                                 f"rate (now {lr:g}) or check the input normalisation")
+    _, grads = loop.model.backward(dlogits, cache)
+    loop.optimizer.step(grads, lr=lr)
+    return loss, int(to_numpy((logits.argmax(axis=1) == labels).sum()))
+
+
+def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
+    """Train the rest of epoch `loop.epoch`, logging and checkpointing steps as configured.
+
+    Returns (lr, images per second), or None when max_steps stopped the run (after a checkpoint).
+    """
+    cfg = loop.config
+    lr = loop.schedule.lr_at(loop.epoch)
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(total=len(loader), initial=loop.batch, desc=f"epoch {loop.epoch + 1}/{cfg.epochs}",
+               disable=not cfg.progress, dynamic_ncols=True)
+    with bar:
+        for batch in loader.batches(loop.epoch, loop.batch):
+            loss, correct = _train_step(loop, batch, lr)
+            n = len(batch["labels"])
+            loop.step += 1
+            loop.batch += 1
+            seen += n
+            loop.sums["loss"] += loss * n
+            loop.sums["correct"] += correct
+            loop.sums["seen"] += n
+            ips = seen / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / n:.2f}", img_s=f"{ips:.0f}", lr=f"{lr:g}")
+            record = {"kind": "step", "global_step": loop.step, "epoch": loop.epoch, "batch": loop.batch,
+                      "loss": loss, "acc": correct / n, "lr": lr, "images_per_s": ips}
+            if loop.step % cfg.log_every == 0:
+                loop.history.steps.append(record)
+                if loop.log_path:
+                    _append_jsonl(loop.log_path, record)
+            if cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0:
+                _checkpoint(loop)
+            if on_step is not None:
+                on_step(record)
+            if cfg.max_steps is not None and loop.step >= cfg.max_steps:
+                _checkpoint(loop)
+                loop.history.global_step = loop.step
+                return None
+    return lr, seen / max(time.perf_counter() - t0, 1e-9)
+
+
+def _epoch_record(loop: _Loop, lr: float, images_per_s: float, skipped: int) -> dict:
+    """The log record of the epoch just trained (averages over the whole epoch, resumed or not)."""
+    seen = max(loop.sums["seen"], 1)
+    return {"kind": "epoch", "global_step": loop.step, "epoch": loop.epoch, "lr": lr,
+            "train_loss": loop.sums["loss"] / seen, "train_acc": loop.sums["correct"] / seen,
+            "images_per_s": images_per_s, "skipped_images": skipped}
+
+
+def _evaluate_epoch(loop: _Loop, val_loader, record: dict):
+    """Add val_top1 / val_top5 / val_loss to the epoch record every `eval_every` epochs."""
+    if val_loader is not None and (loop.epoch + 1) % loop.config.eval_every == 0:
+        ev = evaluate(loop.model, val_loader)
+        record.update(val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"])
+
+
+def _log_epoch(loop: _Loop, record: dict):
+    loop.history.epochs.append(record)
+    if loop.log_path:
+        _append_jsonl(loop.log_path, record)
+    if loop.config.progress:
+        tqdm.write(_epoch_line(record, loop.config.epochs))
+
+
+def _next_epoch(loop: _Loop):
+    """Move to the start of the next epoch and checkpoint there (and epoch_NNN.npz if kept)."""
+    loop.epoch, loop.batch, loop.sums = loop.epoch + 1, 0, _zero_sums()
+    _checkpoint(loop)
+    if loop.config.out_dir is not None and loop.config.keep_epoch_checkpoints:
+        _checkpoint(loop, os.path.join(loop.config.out_dir, f"epoch_{loop.epoch:03d}.npz"))
 
 
 def _epoch_line(rec: dict, epochs: int) -> str:

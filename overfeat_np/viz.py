@@ -1,7 +1,7 @@
 """Pictures of a training run: loss/accuracy curves, first-layer filters (Figure 2), predictions.
 
 matplotlib is imported inside the plotting functions, so importing this module (the training
-loop does) costs nothing. Every plotting function returns the matplotlib Figure, or, when `out_png` is given, saves it there, closes
+loop does, for `read_log`) costs nothing. Every plotting function returns the matplotlib Figure, or, when `out_png` is given, saves it there, closes
 it and returns the path (so scripts and the CLI leak no figures).
 """
 
@@ -67,6 +67,13 @@ def plot_history(log, out_png=None):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, out_png)
+
+
+def plot_run(out_dir, model) -> list:
+    """The pictures of a finished run in `out_dir`: curves.png (from its log.jsonl) and filters.png
+    (the first layer of `model`). `overfeat-np train` and the demo draw them; returns the paths."""
+    return [plot_history(os.path.join(out_dir, "log.jsonl"), os.path.join(out_dir, "curves.png")),
+            plot_filters(model, os.path.join(out_dir, "filters.png"))]
 
 
 def filter_grid(W, pad: int = 1) -> np.ndarray:

@@ -17,6 +17,7 @@ from overfeat_np.data import DataLoader, SyntheticShapes
 from overfeat_np.models import overfeat_small
 from overfeat_np.optim import SGD, StepSchedule
 from overfeat_np.train import TrainConfig, build_model, default_transforms, evaluate, train
+from overfeat_np.viz import plot_run
 
 SYNTH_TF = default_transforms(64, resize=None)  # 72x72 synthetic images, random 64x64 crops
 
@@ -27,7 +28,7 @@ class SimulatedKill(Exception):
 
 def _tiny_run(out_dir, **kw):
     cfg = {"model": "small", "width": 0.5, "epochs": 2, "batch_size": 16, "lr": 0.05, "milestones": (1,),
-           "seed": 3, "out_dir": str(out_dir), "progress": False, "plots": False, "log_every": 1,
+           "seed": 3, "out_dir": str(out_dir), "progress": False, "log_every": 1,
            "checkpoint_every": 4}
     return TrainConfig(**{**cfg, **kw})
 
@@ -217,6 +218,7 @@ def test_small_model_learns_synthetic_shapes(tmp_path):
     assert h.global_step == 200
     assert h.epochs[-1]["val_top1"] >= 0.80, h.epochs
     assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+    plot_run(tmp_path, h.model)  # the pictures are the caller's (the CLI and the demo draw them)
     for name in ("log.jsonl", "latest.npz", "weights.npz", "curves.png", "filters.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
@@ -258,7 +260,7 @@ def test_training_runs_with_the_blas_limited_and_restores_it():
     target = max(before) + 1  # differs from the current setting (conftest pins tests to one thread)
     seen = []
     cfg = TrainConfig(model="small", width=0.25, batch_size=8, epochs=1, max_steps=2, milestones=(),
-                      out_dir=None, progress=False, plots=False, blas_threads=target)
+                      out_dir=None, progress=False, blas_threads=target)
     train(cfg, SyntheticShapes(32, image_size=64, cache=True),
           on_step=lambda _r: seen.append(blas_threads()))
     assert len(seen) == 2 and all(t == [target] * len(before) for t in seen)  # inside the loop

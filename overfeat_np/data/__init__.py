@@ -4,7 +4,8 @@ Every dataset is a sequence whose items are dicts (see sample.py): image uint8 (
 label int (-1 = no object), boxes float32 (k, 4) (left, top, right, bottom; right/bottom
 exclusive), box_labels int64 (k,); plus `classes` and `num_classes`.
 
-- SyntheticShapes: procedurally drawn shapes, for tests and lessons (no download).
+- SyntheticShapes: procedurally drawn shapes, for tests and lessons (no download);
+  classification_sets / localization_set / detection_set: the sets the CLI, demo and tests share.
 - ImageFolderDataset: an ImageNet-layout tree; write_imagenet_layout writes one.
 - TrainTransform / EvalTransform: resize 256, random or center crop 221/231, flips, normalize.
 - DataLoader: NCHW float32 batches, deterministic in (seed, epoch), resumable, worker processes.
@@ -16,7 +17,7 @@ from .image_io import CorruptImageError, load_rgb
 from .layout import default_wnids, write_imagenet_layout
 from .loader import DataLoader
 from .sample import check_sample, make_sample
-from .synthetic import CLASS_NAMES, SyntheticShapes
+from .synthetic import CLASS_NAMES, SyntheticShapes, classification_sets, detection_set, localization_set
 from .transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,7 +37,8 @@ from .voc import parse_voc_xml, write_voc_xml
 __all__ = [
     "CLASS_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "CorruptImageError", "DataLoader",
     "EvalTransform", "ImageFolderDataset", "SyntheticShapes", "TrainTransform", "center_crop",
-    "check_sample", "compute_mean_std", "crop", "default_wnids", "drop_degenerate", "hflip",
+    "check_sample", "classification_sets", "compute_mean_std", "crop", "default_wnids", "detection_set",
+    "drop_degenerate", "hflip", "localization_set",
     "load_batch", "load_rgb", "make_sample", "normalize", "parse_voc_xml", "random_crop",
     "resize_smallest", "write_imagenet_layout", "write_voc_xml",
 ]

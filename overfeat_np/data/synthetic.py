@@ -361,6 +361,32 @@ class SyntheticShapes:
         return write_imagenet_layout(root, self, split=split, **kwargs)
 
 
+
+# --- the synthetic sets the demo, the CLI and the tests share ------------------------------------
+EVAL_SEED_OFFSET = 1000  # held-out sets use seed + 1000: `overfeat-np evaluate --synthetic N --seed S`
+
+
+def classification_sets(n: int, seed: int = 0, input_size: int = 64, num_classes: int = 6) -> tuple:
+    """(train, val) of `overfeat-np train --synthetic n`: n images and max(n // 8, 100) held-out ones
+    (seed + 1000), drawn 1/8 larger than the crop so training crops can move (Section 3)."""
+    size = input_size + input_size // 8
+    val = SyntheticShapes(max(n // 8, 100), image_size=size, seed=seed + EVAL_SEED_OFFSET, cache=True,
+                          num_classes=num_classes)
+    return SyntheticShapes(n, image_size=size, seed=seed, cache=True, num_classes=num_classes), val
+
+
+def localization_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6) -> SyntheticShapes:
+    """n single-object images of the model's input size, objects 20-80% of it, with boxes."""
+    return SyntheticShapes(n, image_size=input_size, mode="localization", num_classes=num_classes, seed=seed,
+                           cache=True)
+
+
+def detection_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6) -> SyntheticShapes:
+    """n images twice the input size with 0..3 objects of 0.2-0.45 of the side (0.4-0.9 of a window)."""
+    return SyntheticShapes(n, image_size=2 * input_size, mode="detection", num_classes=num_classes, seed=seed,
+                           min_scale=0.2, cache=True)
+
+
 def _mask_boxes(masks: np.ndarray, x0: int = 0, y0: int = 0) -> np.ndarray:
     """Tight (left, top, right, bottom) boxes, right/bottom exclusive, of masks (k, H, W) whose
     top-left pixel is (y0, x0) of the image."""
