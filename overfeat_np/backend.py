@@ -84,8 +84,9 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-def to_device(a, backend: str = "numpy"):
-    """Move a host (or device) array to `backend`: "numpy" -> host, "cupy" -> current GPU."""
+def to_device(a, backend="numpy"):
+    """Move a host (or device) array to `backend`: "numpy" or the numpy module -> host, "cupy" or
+    the cupy module -> current GPU. Pass the module where you have it: a name asks the driver."""
     xp = get_backend(backend)
     if xp is np:
         return to_numpy(a)

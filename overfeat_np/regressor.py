@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import backend_name, get_array_module, get_backend, to_numpy
+from .backend import get_array_module, get_backend, to_numpy
 from .boxes import decode_relative, encode_relative
 from .dense import dense_outputs
 from .grid import DenseGrid
@@ -101,7 +101,7 @@ def build_regressor(model: OverFeat, per_class: bool = False, hidden: tuple | No
     c, f, _ = model.pooled_shape
     h1, h2 = regressor_hidden(config) if hidden is None else (int(hidden[0]), int(hidden[1]))
     out = 4 * config.num_classes if per_class else 4
-    backend = backend_name(model.xp)
+    backend = model.xp
     rng = np.random.default_rng([seed, 5])
     head = Sequential([
         # the input is frozen features: its gradient is never needed (saves a GEMM and col2im)
