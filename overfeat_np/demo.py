@@ -17,7 +17,8 @@ The demo is a list of parts (`DEMO_PARTS`), each `part(run)` reading and extendi
    used alone; pr_curves.png, detector.npz, detector_regressor.npz, classes.txt.
 4. `showcase_demo`: the three tasks on fresh images in one picture, showcase.png.
 
-summary.json collects every part's figures. The held-out sets are the ones `overfeat-np evaluate
+summary.json collects every part's figures. The synthetic sets come from `data` (`localization_set`,
+`detection_set`), the ones the CLI builds too. The held-out sets are the ones `overfeat-np evaluate
 --synthetic N` builds (seed 1000), so the CLI reproduces the demo's numbers from its files.
 """
 
@@ -30,10 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import to_device, to_numpy
-from .data import SyntheticShapes
+from .backend import backend_name, get_backend, to_numpy
+from .data import SyntheticShapes, detection_set, localization_set
+from .losses import softmax
+from .scales import detection_scales
 from .train import TrainConfig, default_transforms, train
-from .viz import plot_predictions
+from .viz import plot_predictions, plot_run
 
 INPUT_SIZE = 64  # the small model's training crop
 IMAGE_SIZE = 72  # synthetic images are drawn a little larger, so random crops move the object
@@ -41,19 +44,6 @@ EVAL_SEED = 1000  # held-out synthetic sets: the seed `overfeat-np evaluate --sy
 # Localization at 64 + (2n - 1) * 8 pixels: exact fine-stride maps of the small model (lesson 06).
 LOC_SCALES = ((72, 72), (88, 88), (104, 104), (136, 136))
 DET_TRAIN_SCALES = ((96, 96), (128, 128), (160, 160))  # spatial training sizes of the detector
-
-
-# --- the synthetic sets the demo, the CLI and the tests share ------------------------------------
-def localization_set(n: int, seed: int, input_size: int = INPUT_SIZE, num_classes: int = 6) -> SyntheticShapes:
-    """n single-object images of the model's input size, objects 20-80% of it, with boxes."""
-    return SyntheticShapes(n, image_size=input_size, mode="localization", num_classes=num_classes, seed=seed,
-                           cache=True)
-
-
-def detection_set(n: int, seed: int, input_size: int = INPUT_SIZE, num_classes: int = 6) -> SyntheticShapes:
-    """n images twice the input size with 0..3 objects of 0.2-0.45 of the side (0.4-0.9 of a window)."""
-    return SyntheticShapes(n, image_size=2 * input_size, mode="detection", num_classes=num_classes, seed=seed,
-                           min_scale=0.2, cache=True)
 
 
 def best_f1_scores(curves) -> dict:
@@ -77,7 +67,7 @@ class DemoRun:
 
     out_dir: str
     quick: bool = False
-    backend: str = "numpy"
+    xp: object = np  # the array module every model of the run lives on
     progress: bool = True
     summary: dict = field(default_factory=dict)
     classes: list | None = None  # object class names
@@ -113,20 +103,19 @@ def classification_demo(run: DemoRun):
     train_set = SyntheticShapes(s["train_images"], image_size=IMAGE_SIZE, seed=0, cache=True)
     val_set = SyntheticShapes(s["val_images"], image_size=IMAGE_SIZE, seed=1, cache=True)
     cfg = TrainConfig(model="small", input_size=INPUT_SIZE, epochs=s["epochs"], batch_size=32, lr=5e-2,
-                      milestones=s["milestones"], backend=run.backend, out_dir=run.out_dir, progress=run.progress,
-                      log_every=5 if run.quick else 20)
+                      milestones=s["milestones"], backend=backend_name(run.xp), out_dir=run.out_dir,
+                      progress=run.progress, log_every=5 if run.quick else 20)
     transforms = default_transforms(INPUT_SIZE, resize=None)
     history = train(cfg, train_set, val_set, transforms=transforms)
     model = history.model
+    plot_run(run.out_dir, model)  # curves.png, filters.png
 
     n = 24
     images = np.stack([val_set[i]["image"] for i in range(n)])
     labels = np.array([val_set[i]["label"] for i in range(n)])
     x = np.stack([transforms[1](val_set[i])[0] for i in range(n)])  # (n, 3, 64, 64) center crops
-    logits, _ = model.forward(to_device(x, run.backend))
-    logits = to_numpy(logits).astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    logits, _ = model.forward(run.xp.asarray(x))
+    probs = softmax(to_numpy(logits).astype(np.float64))
     plot_predictions(images, labels, probs, val_set.classes, run.path("predictions.png"))
     final = history.final
     run.classifier, run.classes = model, list(val_set.classes)
@@ -164,7 +153,7 @@ def localization_demo(run: DemoRun):
 
 def detection_demo(run: DemoRun):
     """Section 5: background class, spatial training with on-the-fly negatives, a regressor, mAP."""
-    from .detect import default_scales, detect_with_classifier, evaluate_detection
+    from .detect import detect_with_classifier, evaluate_detection
     from .detect_train import DetectorTrainConfig, make_detector, train_detector
     from .localize import train_regressor
     from .regressor import build_regressor, save_regressor
@@ -187,7 +176,7 @@ def detection_demo(run: DemoRun):
         f.write("\n".join(run.classes) + "\n")
 
     test = detection_set(s["det_test"], EVAL_SEED, INPUT_SIZE, n_cls)
-    scales = default_scales(det.config)
+    scales = detection_scales(det.config)
     m, per_class, curves = evaluate_detection(det, reg, test, scales)
     base, _, _ = evaluate_detection(None, None, test, scales,
                                     detect_fn=lambda im: detect_with_classifier(clf, im, scales))
@@ -207,14 +196,13 @@ def detection_demo(run: DemoRun):
 
 def showcase_demo(run: DemoRun):
     """Classification, localization and detection of fresh images, one row each: showcase.png."""
-    from .detect import default_scales
     from .showcase import showcase
 
     n = _settings(run.quick)["showcase"]
     fresh = detection_set(4 * n, EVAL_SEED + 1000, INPUT_SIZE, run.classifier.config.num_classes)
     samples = [fresh[i] for i in range(len(fresh)) if len(fresh[i]["boxes"])][:n]  # images with objects
     dets = showcase(samples, run.classifier, run.regressor, run.detector, run.path("showcase.png"), run.classes,
-                    det_regressor=run.det_regressor, scales=default_scales(run.classifier.config),
+                    det_regressor=run.det_regressor, scales=detection_scales(run.classifier.config),
                     min_score=run.det_min_score,
                     caption="OverFeat (small, synthetic shapes): detections drawn from each class's "
                             "best-F1 score on the test set")
@@ -226,13 +214,16 @@ def showcase_demo(run: DemoRun):
 DEMO_PARTS = [classification_demo, localization_demo, detection_demo, showcase_demo]
 
 
-def run_demo(out_dir: str = "runs/demo", quick: bool = False, backend: str = "numpy",
-             progress: bool = True) -> dict:
-    """Run every part of the demo into `out_dir`; returns (and writes as summary.json) a summary."""
+def run_demo(out_dir: str = "runs/demo", quick: bool = False, backend="numpy", progress: bool = True) -> dict:
+    """Run every part of the demo into `out_dir`; returns (and writes as summary.json) a summary.
+
+    backend: "numpy", "cupy" or the array module itself (the CLI passes the one it resolved).
+    """
+    xp = get_backend(backend)
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    run = DemoRun(out_dir, quick, backend, progress,
-                  summary={"out_dir": os.path.abspath(out_dir), "quick": quick, "backend": backend})
+    run = DemoRun(out_dir, quick, xp, progress,
+                  summary={"out_dir": os.path.abspath(out_dir), "quick": quick, "backend": backend_name(xp)})
     for part in DEMO_PARTS:
         part(run)
     summary = run.summary

@@ -4,12 +4,14 @@ Row per image: classification (top-5 classes of the multi-scale dense classifier
 localization (the best merged regressor box, Section 4), detection (every object found with a
 background class and greedy merge, Section 5; dashed white: ground truth when known).
 `overfeat-np demo` ends with it; `draw_detections` also draws the `overfeat-np detect` picture,
-`plot_pr_curves` the precision/recall curves of the demo and of `overfeat-np evaluate --task detection`.
+`draw_localization` the `overfeat-np localize` one, `plot_pr_curves` the precision/recall curves of
+the demo and of `overfeat-np evaluate --task detection`.
 """
 
 from __future__ import annotations
 
-from .detect import default_scales, detect, detect_with_classifier
+from .detect import detect, detect_with_classifier
+from .scales import detection_scales
 
 _COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
             "#fabed4", "#469990")
@@ -29,6 +31,24 @@ def draw_boxes(ax, boxes, labels, colours, dashed=False, lw=2.0):
         if text:
             ax.text(l, t - 1, text, color="white", fontsize=7, va="bottom",
                     bbox={"facecolor": col, "alpha": 0.8, "pad": 1, "lw": 0})
+
+
+def draw_localization(image, loc, class_names, width: int = 2):
+    """The image (uint8 (H, W, 3)) with the guesses of a `localize.Localization` drawn, best one
+    thickest -> a PIL image (no matplotlib: one file per image, at the image's own size)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    for rank, (c, box, conf) in enumerate(zip(loc.classes, loc.boxes, loc.confidences)):
+        colour = _COLOURS[int(c) % len(_COLOURS)]
+        left, top, right, bottom = (float(v) for v in box)
+        # An untrained regressor can put right < left; PIL refuses such a rectangle, so draw its bounds.
+        draw.rectangle([min(left, right), min(top, bottom), max(left, right), max(top, bottom)], outline=colour,
+                       width=width + (1 if rank == 0 else 0))
+        draw.text((float(box[0]) + 2, float(box[1]) + 1), f"{rank + 1} {class_names[int(c)]} {conf:.2f}",
+                  fill=colour)
+    return img
 
 
 def draw_detections(ax, image, detections, class_names=None, gt_boxes=None, title=None):
@@ -89,7 +109,7 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
     images: uint8 (H, W, 3) arrays or sample dicts (their boxes are drawn as ground truth);
     classifier: the C-class OverFeat; regressor: its box regressor (None: the classifier's merged
     windows); detector: the (C+1)-class detector; det_regressor: the regressor trained on the
-    detector's features (None: windows). scales default to `detect.default_scales`.
+    detector's features (None: windows). scales default to `scales.detection_scales`.
     score_threshold: per-location probability that proposes a box (`detect.detect`); min_score:
     the merged score from which a detection is drawn, a float or {class: score} (classes left out
     are not drawn), e.g. each class's best-F1 threshold on a test set; caption: a figure title.
@@ -103,7 +123,7 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
     from .localize import localize
     from .multiscale import classify_multiscale, top_k
 
-    scales = default_scales(classifier.config) if scales is None else scales
+    scales = detection_scales(classifier.config) if scales is None else scales
     samples = [im if isinstance(im, dict) else {"image": im, "boxes": None} for im in images]
     n = len(samples)
     fig, axes = plt.subplots(n, 4, figsize=(11.5, 2.9 * n + (0.4 if caption else 0)), squeeze=False,

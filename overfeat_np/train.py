@@ -52,7 +52,6 @@ from .metrics import topk_accuracy
 from .models import OverFeat
 from .optim import SGD, StepSchedule
 from .serialization import save_weights
-from .viz import read_log
 
 MODELS = models.MODEL_NAMES  # "fast", "accurate", "small"
 # Section 3: images resized to 256 before a 231 (fast) or 221 (accurate) crop; other input
@@ -173,6 +172,12 @@ def evaluate(model: OverFeat, loader: DataLoader, progress: bool = False) -> dic
     if count == 0:
         raise ValueError("evaluate: the loader yielded no labelled image")
     return {"top1": hits1 / count, "top5": hits5 / count, "loss": loss_sum / count, "count": count}
+
+
+def read_log(path) -> list[dict]:
+    """The records of a log.jsonl file (written by `train`), in order."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _append_jsonl(path, record: dict):

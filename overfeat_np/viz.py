@@ -1,25 +1,20 @@
 """Pictures of a training run: loss/accuracy curves, first-layer filters (Figure 2), predictions.
 
-matplotlib is imported inside the plotting functions, so importing this module (the training
-loop does, for `read_log`) costs nothing. Every plotting function returns the matplotlib Figure, or, when `out_png` is given, saves it there, closes
-it and returns the path (so scripts and the CLI leak no figures).
+matplotlib is imported inside the plotting functions, so importing this module costs nothing.
+Every plotting function returns the matplotlib Figure, or, when `out_png` is given, saves it
+there, closes it and returns the path (so scripts and the CLI leak no figures). The training loop
+draws nothing: its caller does, with `plot_run`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 
 from .backend import to_numpy
-
-
-def read_log(path) -> list[dict]:
-    """The records of a log.jsonl file (written by `train.train`), in order."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from .train import read_log
 
 
 def _finish(fig, out_png):

@@ -9,9 +9,8 @@ import pytest
 from conftest import GPU
 
 from overfeat_np.checkpoint import load_checkpoint, model_from_checkpoint
-from overfeat_np.cli import COMMANDS, main
-from overfeat_np.data import SyntheticShapes, write_imagenet_layout
-from overfeat_np.demo import detection_set, localization_set
+from overfeat_np.cli import COMMANDS, build_parser, main
+from overfeat_np.data import SyntheticShapes, detection_set, localization_set, write_imagenet_layout
 from overfeat_np.detect import evaluate_detection
 from overfeat_np.detect_train import make_detector
 from overfeat_np.localize import centre_box_error, evaluate_localization
@@ -73,10 +72,14 @@ def test_classify_and_features_agree(tree, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith(im) for line, im in zip(lines, images))
 
-    # Section 3.3: dense over scales 1 and 2 (64x64 and 80x112 for the small model), fine stride, flips.
+    # Section 3.3: dense over scales 1 and 2 (72x72 and 88x104 for the small model), fine stride, flips.
     assert main(["classify", *images, "--checkpoint", ckpt, "--scales", "1,2", "--top-k", "3"]) == 0
     dense = capsys.readouterr().out.strip().splitlines()
     assert len(dense) == 2 and all(line.startswith(im) and line.count(",") == 2 for line, im in zip(dense, images))
+    # --scales takes scale numbers and sizes, mixed: the same two scales named three ways.
+    for scales in ("72,2", "1,88x104"):
+        assert main(["classify", *images, "--checkpoint", ckpt, "--scales", scales, "--top-k", "3"]) == 0
+        assert capsys.readouterr().out.strip().splitlines() == dense, scales
 
     # Layer 8 of the small model (5 conv + 3 full) is the class scores: softmax = classify's.
     assert main(["features", *images, "--checkpoint", ckpt, "--layer", "8", "--out", str(tmp_path)]) == 0
@@ -278,3 +281,102 @@ def test_python_dash_m_runs_the_cli():
     assert res.returncode == 0
     for name in ("train", "evaluate", "classify", "features", "demo", "localize", "detect", "evaluate-detection"):
         assert name in res.stdout
+
+
+# --- one option vocabulary ----------------------------------------------------------------------------
+def test_scales_accept_numbers_and_sizes_in_localize_and_detect(box_models, tmp_path, capsys):
+    from PIL import Image
+
+    files, _, _ = box_models
+    image = str(tmp_path / "a.png")
+    Image.fromarray(detection_set(1, 7, 64, 3)[0]["image"]).save(image)
+    # localize: scales 1 and 3 of the small model are 72x72 and 104x136; --out names the folder.
+    outputs = []
+    for scales in ("1,3", "72,104x136", "72x72,3"):
+        out = tmp_path / f"loc{len(outputs)}"
+        assert main(["localize", image, "--weights", files["weights"], "--regressor", files["regressor"],
+                     "--scales", scales, "--out", str(out)]) == 0
+        outputs.append(capsys.readouterr().out.replace(str(out), "OUT"))
+        assert (out / "a_boxes.png").stat().st_size > 0
+    assert outputs[0] == outputs[1] == outputs[2] and "1. " in outputs[0]
+    # detect: scale 4 is 136x168; 136 is a square size.
+    found = []
+    for scales in ("4,136", "136x168,136x136"):
+        assert main(["detect", image, "--detector", files["detector"], "--regressor", files["det_regressor"],
+                     "--scales", scales, "--out", str(tmp_path / "det")]) == 0
+        data = json.loads((tmp_path / "det" / "detections.json").read_text())
+        assert data["scales"] == [[136, 168], [136, 136]]
+        found.append(data["images"][0]["detections"])
+    assert found[0] == found[1] and len(found[0]) > 0
+    capsys.readouterr()
+
+
+def test_bad_scales_is_one_error_line(box_models, tree, tmp_path, capsys):
+    files, _, _ = box_models
+    _, out = tree
+    image = str(tmp_path / "a.png")
+    from PIL import Image
+
+    Image.fromarray(detection_set(1, 7, 64, 3)[0]["image"]).save(image)
+    model = ["--weights", files["weights"]]
+    cases = {
+        "classify": [image, "--checkpoint", str(out / "latest.npz")],
+        "localize": [image, *model, "--regressor", files["regressor"], "--out", str(tmp_path / "l")],
+        "train-regressor": [*model, "--synthetic", "4", "--out", str(tmp_path / "r.npz")],
+        "evaluate": ["--task", "localization", *model, "--regressor", files["regressor"], "--synthetic", "4"],
+        "detect": [image, "--detector", files["detector"], "--out", str(tmp_path / "d")],
+        "train-detector": [*model, "--synthetic", "4", "--steps", "1", "--out", str(tmp_path / "t")],
+        "evaluate-detection": ["--detector", files["detector"], "--synthetic", "4"],
+    }
+    for cmd, argv in cases.items():
+        for bad in ("abc", "1,,2", "7x", "40"):  # not a number; empty item; half a size; smaller than the input
+            assert main([cmd, *argv, "--scales", bad]) == 1, (cmd, bad)
+            err = capsys.readouterr().err
+            assert err.startswith(f"overfeat-np {cmd}: error: --scales") and err.count("\n") == 1, (cmd, bad, err)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "r.npz").exists()  # refused before any training
+
+
+def _required_args(tmp_path) -> dict:
+    """The least each subcommand needs to parse."""
+    model = ["--weights", "w.npz"]
+    return {"train": ["--synthetic", "8"], "evaluate": [*model, "--synthetic", "8"], "classify": ["x.png", *model],
+            "features": ["x.png", *model, "--layer", "1"], "demo": [],
+            "train-regressor": [*model, "--synthetic", "8"], "localize": ["x.png", *model, "--regressor", "r.npz"],
+            "train-detector": [*model, "--synthetic", "8"], "detect": ["x.png", "--detector", "d.npz"],
+            "evaluate-detection": ["--detector", "d.npz", "--synthetic", "8"]}
+
+
+def test_every_subcommand_takes_the_compute_options(tmp_path, capsys):
+    required = _required_args(tmp_path)
+    assert set(required) == set(COMMANDS)  # a new subcommand must be added here
+    parser = build_parser()
+    for cmd, argv in required.items():
+        args = parser.parse_args([cmd, *argv, "--backend", "numpy", "--blas-threads", "3", "--no-progress"])
+        assert (args.backend, args.blas_threads, args.no_progress) == ("numpy", 3, True), cmd
+        args = parser.parse_args([cmd, *argv])
+        assert (args.backend, args.blas_threads, args.no_progress) == ("numpy", None, False), cmd
+        assert main([cmd, "--help"]) == 0
+        assert "--out-dir" not in capsys.readouterr().out, cmd  # one vocabulary: --out everywhere
+    assert main(["classify", "x.png", "--weights", "w", "--blas-threads", "0"]) == 2  # usage error
+
+
+def test_main_resolves_the_backend_once_and_limits_the_blas_around_the_run(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from overfeat_np.cli.registry import Command
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = {}
+
+    def probe(args):
+        seen.update(xp=args.xp, has_name=hasattr(args, "backend"), threads=blas_threads())
+        return 0
+
+    before = blas_threads()
+    target = max(before) + 1
+    monkeypatch.setitem(COMMANDS, "probe", Command("probe", "test probe", lambda p: None, probe))
+    assert main(["probe", "--blas-threads", str(target)]) == 0
+    assert seen == {"xp": np, "has_name": False, "threads": [target] * len(before)}  # the module, not its name
+    assert blas_threads() == before  # restored after the command

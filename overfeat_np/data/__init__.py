@@ -17,7 +17,13 @@ from .image_io import CorruptImageError, load_rgb
 from .layout import default_wnids, write_imagenet_layout
 from .loader import DataLoader
 from .sample import check_sample, make_sample
-from .synthetic import CLASS_NAMES, SyntheticShapes, classification_sets, detection_set, localization_set
+from .synthetic import (
+    CLASS_NAMES,
+    SyntheticShapes,
+    classification_sets,
+    detection_set,
+    localization_set,
+)
 from .transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -38,7 +44,6 @@ __all__ = [
     "CLASS_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "CorruptImageError", "DataLoader",
     "EvalTransform", "ImageFolderDataset", "SyntheticShapes", "TrainTransform", "center_crop",
     "check_sample", "classification_sets", "compute_mean_std", "crop", "default_wnids", "detection_set",
-    "drop_degenerate", "hflip", "localization_set",
-    "load_batch", "load_rgb", "make_sample", "normalize", "parse_voc_xml", "random_crop",
-    "resize_smallest", "write_imagenet_layout", "write_voc_xml",
+    "drop_degenerate", "hflip", "load_batch", "load_rgb", "localization_set", "make_sample", "normalize",
+    "parse_voc_xml", "random_crop", "resize_smallest", "write_imagenet_layout", "write_voc_xml",
 ]

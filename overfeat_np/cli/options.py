@@ -1,0 +1,147 @@
+"""What the subcommands share: their common options and the inputs behind them.
+
+Options: the model source (--checkpoint | --weights, --classes), the data (--data | --synthetic,
+--num-classes, --workers), --scales (`scales.parse_scales`: Table-5 scale numbers and sizes, mixed),
+the dense stride (--fine-stride | --coarse-stride), and what every subcommand gets because it
+computes (--backend, --blas-threads, --no-progress). Inputs: the model and its class names, images,
+and the data sets. Everything here reads `args.xp`, the array module `main` resolved once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..backend import BACKENDS
+from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..data import EvalTransform, ImageFolderDataset, classification_sets, load_rgb, make_sample
+from ..scales import parse_scales
+from ..serialization import load_weights
+from ..train import RESIZE_RATIO, default_transforms
+from .registry import CLIError
+
+SCALES_HELP = ("scale numbers of the model's six Table-5 scales and/or sizes S or HxW, mixed freely: "
+               "1,2,4,6 or 104,281x317")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# --- options ---------------------------------------------------------------------------------
+def add_compute(p):
+    """--backend, --blas-threads, --no-progress: every subcommand computes, so every one has them."""
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (CPU, default) or cupy (NVIDIA GPU)")
+    p.add_argument("--blas-threads", type=positive_int, metavar="N",
+                   help="BLAS threads of this process (default: the BLAS's own, all cores; train with "
+                        "--workers: the cores the workers leave free)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_model_source(p, required=True):
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--checkpoint", help="a training checkpoint (e.g. runs/demo/latest.npz)")
+    g.add_argument("--weights", help="a weights file (weights.npz, serialization.save_weights)")
+    p.add_argument("--classes", help="class names, one per line (index = label); default: the checkpoint's own")
+
+
+def add_data(p, data_help="ImageNet-layout folder (train/<wnid>/*.JPEG, val/...)",
+             synthetic_help="use N synthetic shape images instead", loader_options=True):
+    """--data ROOT | --synthetic N (one required); with loader_options also --num-classes and --workers."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--data", metavar="ROOT", help=data_help)
+    g.add_argument("--synthetic", type=int, metavar="N", help=synthetic_help)
+    if loader_options:
+        p.add_argument("--num-classes", type=int, help="classes of the synthetic set (default 6)")
+        p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
+
+
+def add_scales(p, default: str):
+    p.add_argument("--scales", metavar="LIST", help=f"{SCALES_HELP} (default {default})")
+
+
+def add_stride(p):
+    """--fine-stride (default) | --coarse-stride: the last pooling at every offset or at one."""
+    p.add_argument("--fine-stride", dest="fine_stride", action="store_true", default=True,
+                   help="the last pooling at every offset: output stride 16/12 instead of 32/36 (default)")
+    p.add_argument("--coarse-stride", dest="fine_stride", action="store_false",
+                   help="no offset pooling (output stride 32/36, Section 3.3)")
+
+
+def scales_from(text, config, default) -> tuple:
+    """--scales text -> ((H, W), ...) for `config` (`scales.parse_scales`; its ValueError is the
+    one-line message); `default` (sizes) when the option is absent."""
+    return parse_scales(text, config) if text else tuple(tuple(hw) for hw in default)
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def read_class_names(path) -> list:
+    """Class names from a text file, one per line (blank lines skipped)."""
+    if not os.path.isfile(path):
+        raise CLIError(f"class list {path} does not exist")
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def load_model(args) -> tuple:
+    """(model on args.xp, class names) from --checkpoint or --weights (and --classes)."""
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        model, classes = model_from_checkpoint(ckpt, backend=args.xp), ckpt.get("classes")
+    else:
+        model, classes = load_weights(args.weights, backend=args.xp), None
+    if args.classes:
+        classes = read_class_names(args.classes)
+    n = model.config.num_classes
+    if classes is None:
+        classes = [f"class {i}" for i in range(n)]
+    if len(classes) != n:
+        raise CLIError(f"the model has {n} classes but the class list has {len(classes)} names")
+    return model, list(classes)
+
+
+def read_images(paths) -> list:
+    """uint8 (H, W, 3) RGB arrays of the image files."""
+    for p in paths:
+        if not os.path.isfile(p):
+            raise CLIError(f"image {p} does not exist")
+    return [load_rgb(p) for p in paths]
+
+
+def centre_crop_input(image, config, resize=None):
+    """uint8 (H, W, 3) -> float32 (3, S, S): resize the smallest side (default S * 256/231; 0: keep),
+    centre crop S = config.input_size (Section 3)."""
+    s = config.input_size
+    resize = round(s * RESIZE_RATIO) if resize is None else (None if resize == 0 else resize)
+    return EvalTransform(crop=s, resize=resize)(make_sample(image, -1))[0]
+
+
+def image_folder(root, split: str, num_classes: int | None = None, owner: str = "the model"):
+    """The `split` of an ImageNet-layout tree; a missing folder or another class count is a CLIError."""
+    if not os.path.isdir(root):
+        raise CLIError(f"data folder {root} does not exist (expected an ImageNet layout: "
+                       f"{root}/train/<wnid>/*.JPEG, {root}/val/...)")
+    if split == "val" and not os.path.isdir(os.path.join(root, "val")):
+        raise CLIError(f"{root} has no val/ folder to evaluate on")
+    data = ImageFolderDataset(root, split)
+    if num_classes is not None and data.num_classes != num_classes:
+        raise CLIError(f"{owner} has {num_classes} classes, the data {data.num_classes}")
+    return data
+
+
+def classification_data(args, input_size: int, need_train: bool = True) -> tuple:
+    """(train_set or None, val_set or None, (train_tf, eval_tf)) from --synthetic N or --data ROOT."""
+    if args.synthetic:
+        train_set, val_set = classification_sets(args.synthetic, args.seed, input_size, args.num_classes or 6)
+        return (train_set if need_train else None), val_set, default_transforms(input_size, resize=None)
+    train_set = image_folder(args.data, "train") if need_train else None
+    has_val = os.path.isdir(os.path.join(args.data, "val"))
+    val_set = image_folder(args.data, "val") if has_val or not need_train else None
+    return train_set, val_set, default_transforms(input_size)
