@@ -17,15 +17,9 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from overfeat_np.accounting import count_connections, count_parameters, describe, format_description
 from overfeat_np.data import SyntheticShapes
-from overfeat_np.models import (
-    accurate_config,
-    count_connections,
-    count_parameters,
-    describe,
-    fast_config,
-    format_description,
-)
+from overfeat_np.models import accurate_config, fast_config
 from overfeat_np.train import TrainConfig, build_model, default_transforms, train
 from overfeat_np.viz import plot_filters, plot_history, plot_predictions
 
@@ -196,7 +190,7 @@ small_data = SyntheticShapes(320, image_size=72, seed=0, cache=True)
 
 def tiny(out, **kw):
     return TrainConfig(model="small", width=0.5, epochs=4, batch_size=32, milestones=(3,), out_dir=out,
-                       progress=False, plots=False, **kw)
+                       progress=False, **kw)
 
 
 straight = train(tiny("run03_straight"), small_data, transforms=(train_tf, eval_tf))
