@@ -150,8 +150,9 @@ def restore_checkpoint(ckpt: dict, model: OverFeat, optimizer=None, schedule=Non
     return model
 
 
-def model_from_checkpoint(ckpt, backend: str = "numpy") -> OverFeat:
-    """Build the checkpoint's own model (a path or a `load_checkpoint` dict) with its weights."""
+def model_from_checkpoint(ckpt, backend="numpy") -> OverFeat:
+    """Build the checkpoint's own model (a path or a `load_checkpoint` dict) with its weights, on
+    `backend`: "numpy", "cupy" or the array module itself (the CLI passes the one it resolved)."""
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
     model = OverFeat(ckpt["model_config"], backend=backend)

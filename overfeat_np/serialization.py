@@ -78,10 +78,11 @@ def save_weights(model: OverFeat, path):
     atomic_savez(path, **arrays)
 
 
-def load_weights(path, model: OverFeat | None = None, backend: str = "numpy") -> OverFeat:
+def load_weights(path, model: OverFeat | None = None, backend="numpy") -> OverFeat:
     """Load a file written by `save_weights`.
 
-    model None: build the network from the stored config on `backend` and return it.
+    model None: build the network from the stored config on `backend` ("numpy", "cupy" or an
+    array module) and return it.
     model given: check the file holds the same architecture (config, keys and shapes; else a
     ValueError naming both and the first mismatch) and copy the weights INTO the model's existing
     arrays, on the model's backend, so optimizers holding those arrays stay valid. Returns model.
