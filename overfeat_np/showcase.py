@@ -3,7 +3,7 @@
 Row per image: classification (top-5 classes of the multi-scale dense classifier, Section 3.3),
 localization (the best merged regressor box, Section 4), detection (every object found with a
 background class and greedy merge, Section 5; dashed white: ground truth when known).
-`overfeat-np demo` ends with it; `draw_detections` also draws the `overfeat-np detect` picture,
+`overfeat-np demo` ends with it; `save_detections` draws the `overfeat-np detect` picture,
 `draw_localization` the `overfeat-np localize` one, `plot_pr_curves` the precision/recall curves of
 the demo and of `overfeat-np evaluate --task detection`.
 """
@@ -61,6 +61,20 @@ def draw_detections(ax, image, detections, class_names=None, gt_boxes=None, titl
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8)
+
+
+def save_detections(image, detections, class_names, out_png, title=None):
+    """One image with its detections (`draw_detections`) saved to out_png (`overfeat-np detect`)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / image.shape[1]))
+    draw_detections(ax, image, detections, class_names, title=title)
+    fig.savefig(out_png, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
 
 
 def plot_pr_curves(curves, class_names, out_png, ap=None, title=None):

@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import models
-from .backend import to_numpy
+from .backend import get_backend, to_numpy
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import DataLoader, EvalTransform, TrainTransform
 from .losses import softmax_cross_entropy
@@ -130,7 +130,8 @@ class History:
 def build_model(config: TrainConfig, num_classes: int) -> OverFeat:
     """The network named by `config` (Table 1, Table 3 or the small variant), initialised
     (`models.build_model`; init "auto" follows the model config's `weight_init`)."""
-    return models.build_model(config.model, num_classes, config.width, seed=config.seed, backend=config.backend,
+    xp = get_backend(config.backend)  # once: a clear BackendError, and one driver query for every layer
+    return models.build_model(config.model, num_classes, config.width, seed=config.seed, backend=xp,
                               input_size=config.input_size, init=config.init)
 
 

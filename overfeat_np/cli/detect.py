@@ -23,7 +23,7 @@ from ..localize import train_regressor
 from ..regressor import build_regressor, load_regressor, save_regressor
 from ..scales import detection_scales, detector_train_scales
 from ..serialization import load_weights, save_weights
-from ..showcase import draw_detections, plot_pr_curves
+from ..showcase import plot_pr_curves, save_detections
 from .options import (
     add_data,
     add_model_source,
@@ -85,18 +85,6 @@ def _detect_args(p):
     p.add_argument("--out", default=os.path.join("runs", "detect"), help="output folder (default runs/detect)")
 
 
-def _save_picture(image, dets, names, path, png):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / image.shape[1]))
-    draw_detections(ax, image, dets, names, title=f"{os.path.basename(path)}: {len(dets)} detections")
-    fig.savefig(png, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 @command("detect", "find every object in each image: detections.json and one picture per image", _detect_args)
 def cmd_detect(args):
     det, reg, names = _load_detector(args)
@@ -109,7 +97,7 @@ def cmd_detect(args):
                 if d.score >= args.min_score]
         results.append(detections_to_json(dets, names, path))
         png = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_detections.png")
-        _save_picture(image, dets, names, path, png)
+        save_detections(image, dets, names, png, title=f"{os.path.basename(path)}: {len(dets)} detections")
         print(f"{path}: " + (", ".join(f"{names[d.cls]} {d.score:.2f} at {[round(v) for v in d.box]}"
                                          for d in dets) or "no detection") + f" -> {png}")
     with open(os.path.join(args.out, "detections.json"), "w") as f:
