@@ -88,7 +88,8 @@ def write_loc_solution(path, rows) -> None:
 
 
 def read_ground_truth(path) -> np.ndarray:
-    """Read a ground-truth label file: returns 0-based class indices int64 (n,)."""
+    """Read a ground-truth label file: its 1-based numbers minus 1, int64 (n,). For the devkit's
+    file these are ILSVRC2012_IDs - 1, which index `devkit_classes`, not sorted wnids."""
     with open(path, encoding="utf-8") as f:
         lines = [ln.strip() for ln in f if ln.strip()]
     try:
