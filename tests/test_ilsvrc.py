@@ -210,3 +210,13 @@ def test_shipped_class_file_is_package_data():
     assert len(wnids) == 1000 and wnids[0] == "n02119789" and names[999] == "dumbbell"
     with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")) as f:
         assert "data/ilsvrc2012_classes.txt" in f.read()  # so a wheel ships it
+
+
+def test_write_devkit_meta_round_trip(tmp_path):
+    from overfeat_np.data.imagenet_files import write_devkit_meta
+
+    write_devkit_meta(tmp_path / "meta.mat", WNIDS, NAMES, ids=[3, 1, 5, 2, 4])
+    meta = read_devkit_meta(tmp_path / "meta.mat")
+    assert meta == {i: (w, n, 0) for i, w, n in zip([3, 1, 5, 2, 4], WNIDS, NAMES)}
+    write_devkit_meta(tmp_path / "plain.mat", WNIDS)
+    assert devkit_classes(tmp_path / "plain.mat") == (WNIDS, WNIDS)

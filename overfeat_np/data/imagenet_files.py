@@ -155,6 +155,21 @@ def read_devkit_meta(path) -> dict[int, tuple[str, str, int]]:
     return out
 
 
+def write_devkit_meta(path, wnids, names=None, ids=None) -> None:
+    """Write a devkit-style meta.mat with leaf synsets only: wnids (k,), names (k,) (default the
+    wnids), ids (k,) their ILSVRC2012_IDs (default 1..k in the given order)."""
+    from scipy.io import savemat
+
+    names = list(wnids) if names is None else list(names)
+    ids = range(1, len(wnids) + 1) if ids is None else ids
+    rec = np.zeros((1, len(wnids)), dtype=[(f, "O") for f in (
+        "ILSVRC2012_ID", "WNID", "words", "gloss", "num_children")])
+    for r, sid, wnid, name in zip(rec[0], ids, wnids, names):
+        r["ILSVRC2012_ID"], r["WNID"], r["words"] = float(sid), str(wnid), str(name)
+        r["gloss"], r["num_children"] = "", 0.0  # MATLAB doubles, as in the devkit
+    savemat(os.fspath(path), {"synsets": rec})
+
+
 def devkit_classes(path) -> tuple[list[str], list[str]]:
     """The leaf classes of meta.mat `path` in ILSVRC2012_ID order: (wnids, names), ID k at k-1.
 
