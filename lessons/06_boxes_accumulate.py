@@ -52,7 +52,7 @@ CLASSES = SyntheticShapes(1, num_classes=6).classes
 
 # %%
 cfg = TrainConfig(model="small", width=0.5, epochs=1, batch_size=32, lr=0.05, milestones=(5,),
-                  out_dir=None, progress=False, plots=False, eval_every=0)
+                  out_dir=None, progress=False, eval_every=0)
 model = train(cfg, SyntheticShapes(100 * 32, image_size=72, seed=0),
               transforms=default_transforms(64, resize=None)).model
 print(model, f"trained in {time.perf_counter() - t_start:.0f} s")

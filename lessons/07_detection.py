@@ -51,7 +51,7 @@ t_start = time.perf_counter()
 n_cls = 6
 cls_set = SyntheticShapes(1600, image_size=72, seed=0, cache=True, num_classes=n_cls)
 clf = train(TrainConfig(model="small", epochs=4, batch_size=32, lr=0.05, milestones=(100,), out_dir=None,
-                        progress=False, plots=False), cls_set).model
+                        progress=False), cls_set).model
 names = cls_set.classes
 
 # %% [markdown]

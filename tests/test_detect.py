@@ -239,7 +239,7 @@ def trained():
     n_cls = 6
     cls_set = SyntheticShapes(1600, image_size=72, seed=0, cache=True, num_classes=n_cls)
     cfg = TrainConfig(model="small", epochs=4, batch_size=32, lr=0.05, milestones=(100,), out_dir=None,
-                      progress=False, plots=False)
+                      progress=False)
     clf = train(cfg, cls_set).model
     det_set = SyntheticShapes(400, image_size=128, mode="detection", seed=10, cache=True, num_classes=n_cls,
                               min_scale=0.2)
@@ -281,7 +281,7 @@ def test_detector_is_mostly_silent_on_images_without_objects(trained):
 def test_cli_detect_writes_json_and_pictures(tmp_path):
     from PIL import Image
 
-    from overfeat_np import cli, cli_detect  # noqa: F401  (registers the detection subcommands)
+    from overfeat_np import cli
     from overfeat_np.serialization import save_weights
 
     det = _biased_detector(2)

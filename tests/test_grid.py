@@ -11,7 +11,14 @@ from overfeat_np.accounting import map_shapes
 from overfeat_np.data.transforms import hflip
 from overfeat_np.dense import dense_forward, dense_outputs, dense_passes, fully_convolutional, infer
 from overfeat_np.grid import dense_grid, output_windows, pool_offsets
-from overfeat_np.models import OverFeatConfig, accurate_config, fast_config, he_init, overfeat_small, small_config
+from overfeat_np.models import (
+    OverFeatConfig,
+    accurate_config,
+    fast_config,
+    he_init,
+    overfeat_small,
+    small_config,
+)
 from overfeat_np.preprocess import scale_image, to_input
 from overfeat_np.scales import (
     PAPER_SCALES,

@@ -85,7 +85,7 @@ def trained_classifier():
     """The small model trained briefly on synthetic shapes (Section 3 loop, 120 steps, ~10 s)."""
     data = SyntheticShapes(120 * 32, image_size=72, mode="classification", seed=0)
     cfg = TrainConfig(model="small", width=0.5, epochs=1, batch_size=32, lr=0.05, milestones=(5,),
-                      out_dir=None, progress=False, plots=False, eval_every=0)
+                      out_dir=None, progress=False, eval_every=0)
     return train(cfg, data, transforms=default_transforms(64, resize=None)).model
 
 
@@ -129,7 +129,7 @@ def test_cli_train_regressor_then_localize(tmp_path, capsys):
     image = SyntheticShapes(1, image_size=80, mode="localization", num_classes=3)[0]["image"]
     Image.fromarray(image).save(tmp_path / "shape.png")
     code = main(["localize", str(tmp_path / "shape.png"), "--weights", str(tmp_path / "w.npz"), "--regressor",
-                 str(reg_path), "--scales", "72x72,88x88", "--out-dir", str(tmp_path / "out")])
+                 str(reg_path), "--scales", "72x72,88x88", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("confidence") == 5
