@@ -34,7 +34,7 @@ import numpy as np
 from .backend import backend_name, get_backend, to_numpy
 from .data import SyntheticShapes, detection_set, localization_set
 from .losses import softmax
-from .scales import detection_scales
+from .scales import detection_scales, detector_train_scales
 from .train import TrainConfig, default_transforms, train
 from .viz import plot_predictions, plot_run
 
@@ -43,7 +43,6 @@ IMAGE_SIZE = 72  # synthetic images are drawn a little larger, so random crops m
 EVAL_SEED = 1000  # held-out synthetic sets: the seed `overfeat-np evaluate --synthetic N` uses (--seed 0)
 # Localization at 64 + (2n - 1) * 8 pixels: exact fine-stride maps of the small model (lesson 06).
 LOC_SCALES = ((72, 72), (88, 88), (104, 104), (136, 136))
-DET_TRAIN_SCALES = ((96, 96), (128, 128), (160, 160))  # spatial training sizes of the detector
 
 
 def best_f1_scores(curves) -> dict:
@@ -165,11 +164,11 @@ def detection_demo(run: DemoRun):
     n_cls = clf.config.num_classes
     train_set = detection_set(s["det_images"], 10, INPUT_SIZE, n_cls)
     det = make_detector(clf)
-    cfg = DetectorTrainConfig(scales=DET_TRAIN_SCALES, steps=s["det_steps"], batch_size=8, lr=0.03)
+    cfg = DetectorTrainConfig(steps=s["det_steps"], batch_size=8, lr=0.03)
     hist = train_detector(det, train_set, cfg, progress=run.progress)
     reg = build_regressor(det)
     # Coarse stride, as the detector was trained: its windows are the ones the targets were assigned to.
-    train_regressor(det, reg, train_set, DET_TRAIN_SCALES, epochs=s["det_reg_epochs"], fine_stride=False)
+    train_regressor(det, reg, train_set, detector_train_scales(det.config), epochs=s["det_reg_epochs"], fine_stride=False)
     save_weights(det, run.path("detector.npz"))
     save_regressor(reg, run.path("detector_regressor.npz"))
     with open(run.path("classes.txt"), "w") as f:  # `overfeat-np detect` reads it beside detector.npz

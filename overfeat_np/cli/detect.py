@@ -117,6 +117,7 @@ def _train_detector_args(p):
     p.add_argument("--lr", type=float, default=0.03)
     add_scales(p, "the model's scales.detector_train_scales; 96,128,160 for the small model")
     p.add_argument("--regressor-epochs", type=int, default=5, help="box regressor epochs (0: no regressor)")
+    add_stride(p, default=False, what="the box regressor's training windows: ")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join("runs", "detector"))
 
@@ -144,8 +145,8 @@ def cmd_train_detector(args):
     log = {"config": vars(cfg), "steps": hist.steps, "images_per_s": hist.images_per_s}
     if args.regressor_epochs > 0:
         reg = build_regressor(det, seed=args.seed)
-        # Coarse stride, as the detector was trained: its windows are the ones the targets were assigned to.
-        rh = train_regressor(det, reg, data, tscales, epochs=args.regressor_epochs, fine_stride=False,
+        # Coarse by default, as the detector was trained: its windows are the ones targets were assigned to.
+        rh = train_regressor(det, reg, data, tscales, epochs=args.regressor_epochs, fine_stride=args.fine_stride,
                              progress=not args.no_progress)
         save_regressor(reg, os.path.join(args.out, "regressor.npz"))
         log["regressor_losses"] = rh.losses

@@ -67,12 +67,13 @@ def add_scales(p, default: str):
     p.add_argument("--scales", metavar="LIST", help=f"{SCALES_HELP} (default {default})")
 
 
-def add_stride(p):
-    """--fine-stride (default) | --coarse-stride: the last pooling at every offset or at one."""
-    p.add_argument("--fine-stride", dest="fine_stride", action="store_true", default=True,
-                   help="the last pooling at every offset: output stride 16/12 instead of 32/36 (default)")
+def add_stride(p, default: bool = True, what: str = ""):
+    """--fine-stride | --coarse-stride: the last pooling at every offset or at one (`default`: fine)."""
+    p.add_argument("--fine-stride", dest="fine_stride", action="store_true", default=default,
+                   help=f"{what}the last pooling at every offset: output stride 16/12 instead of 32/36"
+                        + (" (default)" if default else ""))
     p.add_argument("--coarse-stride", dest="fine_stride", action="store_false",
-                   help="no offset pooling (output stride 32/36, Section 3.3)")
+                   help=f"{what}no offset pooling (output stride 32/36, Section 3.3)" + ("" if default else " (default)"))
 
 
 def scales_from(text, config, default) -> tuple:
