@@ -330,7 +330,7 @@ def test_bad_scales_is_one_error_line(box_models, tree, tmp_path, capsys):
     }
     for cmd, argv in cases.items():
         for bad in ("abc", "1,,2", "7x", "40"):  # not a number; empty item; half a size; smaller than the input
-            assert main([cmd, *argv, "--scales", bad]) == 1, (cmd, bad)
+            assert main([cmd, *argv, "--scales", bad]) == 2, (cmd, bad)  # a usage error
             err = capsys.readouterr().err
             assert err.startswith(f"overfeat-np {cmd}: error: --scales") and err.count("\n") == 1, (cmd, bad, err)
     assert not (tmp_path / "t").exists() and not (tmp_path / "r.npz").exists()  # refused before any training

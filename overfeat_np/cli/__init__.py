@@ -37,8 +37,15 @@ from .registry import COMMANDS, PROG, CLIError, command
 __all__ = ["COMMANDS", "CLIError", "build_parser", "command", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (the problem, and where the full usage is)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="OverFeat (Sermanet et al., ICLR 2014) in NumPy/CuPy")
+    parser = _Parser(prog=PROG, description="OverFeat (Sermanet et al., ICLR 2014) in NumPy/CuPy")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -62,8 +69,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, BackendError, FileNotFoundError, CorruptImageError, ValueError) as exc:
-        if os.environ.get("OVERFEAT_DEBUG"):
-            raise
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except (CLIError, BackendError, FileNotFoundError, CorruptImageError, ValueError, FloatingPointError) as exc:
+        return _fail(args, exc, str(exc), getattr(exc, "exit_code", 1))
+    except OSError as exc:  # mostly an output that cannot be written: a file in the way, no permission
+        where = exc.filename or "a file"
+        return _fail(args, exc, f"cannot use {where}: {exc.strerror or exc}; check the path and its permissions "
+                           "(for an output folder: choose another --out)", 1)
+
+
+def _fail(args, exc: Exception, message: str, code: int) -> int:
+    """One line on stderr (the traceback with OVERFEAT_DEBUG=1); returns the exit status."""
+    if os.environ.get("OVERFEAT_DEBUG"):
+        raise exc
+    print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+    return code

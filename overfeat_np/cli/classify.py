@@ -20,6 +20,7 @@ from .options import (
     add_stride,
     centre_crop_input,
     load_model,
+    positive_int,
     read_images,
     scales_from,
 )
@@ -29,7 +30,7 @@ from .registry import CLIError, command
 def _classify_args(p):
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_source(p)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes to print per image (default 5)")
     p.add_argument("--resize", type=int, help="smallest side before the center crop "
                                               "(default input*256/231; 0: no resize)")
     add_scales(p, "one centre crop; with it, multi-scale dense classification, Section 3.3")

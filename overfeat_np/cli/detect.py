@@ -31,6 +31,7 @@ from .options import (
     add_stride,
     image_folder,
     load_model,
+    positive_float,
     read_class_names,
     read_images,
     scales_from,
@@ -114,7 +115,7 @@ def _train_detector_args(p):
              "N synthetic detection images (0..3 objects)", loader_options=False)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--lr", type=positive_float, default=0.03)
     add_scales(p, "the model's scales.detector_train_scales; 96,128,160 for the small model")
     p.add_argument("--regressor-epochs", type=int, default=5, help="box regressor epochs (0: no regressor)")
     add_stride(p, default=False, what="the box regressor's training windows: ")

@@ -31,6 +31,7 @@ from .options import (
     add_stride,
     image_folder,
     load_model,
+    positive_float,
     read_images,
     scales_from,
 )
@@ -59,7 +60,7 @@ def _train_args(p):
     add_stride(p)
     p.add_argument("--per-class", action="store_true", help="per-class regression (PCR); default single-class (SCR)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/regressor.npz", help="where to write the regressor (default %(default)s)")

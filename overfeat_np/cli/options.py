@@ -18,7 +18,7 @@ from ..data import EvalTransform, ImageFolderDataset, classification_sets, load_
 from ..scales import parse_scales
 from ..serialization import load_weights
 from ..train import RESIZE_RATIO, default_transforms
-from .registry import CLIError
+from .registry import CLIError, UsageError
 
 SCALES_HELP = ("scale numbers of the model's six Table-5 scales and/or sizes S or HxW, mixed freely: "
                "1,2,4,6 or 104,281x317")
@@ -33,6 +33,25 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def int_list(text: str) -> tuple:
+    """argparse type: comma-separated whole numbers, e.g. "30,50,60" -> (30, 50, 60)."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers like 30,50,60, got {text!r}") from None
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -57,7 +76,7 @@ def add_data(p, data_help="ImageNet-layout folder (train/<wnid>/*.JPEG, val/...)
     """--data ROOT | --synthetic N (one required); with loader_options also --num-classes and --workers."""
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--data", metavar="ROOT", help=data_help)
-    g.add_argument("--synthetic", type=int, metavar="N", help=synthetic_help)
+    g.add_argument("--synthetic", type=positive_int, metavar="N", help=synthetic_help)
     if loader_options:
         p.add_argument("--num-classes", type=int, help="classes of the synthetic set (default 6)")
         p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
@@ -79,7 +98,12 @@ def add_stride(p, default: bool = True, what: str = ""):
 def scales_from(text, config, default) -> tuple:
     """--scales text -> ((H, W), ...) for `config` (`scales.parse_scales`; its ValueError is the
     one-line message); `default` (sizes) when the option is absent."""
-    return parse_scales(text, config) if text else tuple(tuple(hw) for hw in default)
+    if not text:
+        return tuple(tuple(hw) for hw in default)
+    try:
+        return parse_scales(text, config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -108,12 +132,23 @@ def load_model(args) -> tuple:
     return model, list(classes)
 
 
+MIN_IMAGE_SIDE = 8  # below this an image holds no object a window could see, whatever the scale
+
+
 def read_images(paths) -> list:
-    """uint8 (H, W, 3) RGB arrays of the image files."""
+    """uint8 (H, W, 3) RGB arrays of the image files; a folder, a missing file or an image under
+    MIN_IMAGE_SIDE pixels is a CLIError naming it."""
     for p in paths:
+        if os.path.isdir(p):
+            raise CLIError(f"{p} is a folder, not an image; give image files, e.g. {os.path.join(p, '*.jpg')}")
         if not os.path.isfile(p):
             raise CLIError(f"image {p} does not exist")
-    return [load_rgb(p) for p in paths]
+    images = [load_rgb(p) for p in paths]
+    for p, im in zip(paths, images):
+        if min(im.shape[:2]) < MIN_IMAGE_SIDE:
+            raise CLIError(f"image {p} is only {im.shape[1]}x{im.shape[0]} pixels; give an image at least "
+                           f"{MIN_IMAGE_SIDE} pixels on each side (it is resized to the model's input)")
+    return images
 
 
 def centre_crop_input(image, config, resize=None):

@@ -33,3 +33,11 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
+
+    exit_code = 1
+
+
+class UsageError(CLIError):
+    """A bad option value (as argparse's own usage errors): one line, exit status 2."""
+
+    exit_code = 2

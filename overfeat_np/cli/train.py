@@ -13,7 +13,7 @@ from ..checkpoint import load_checkpoint
 from ..models import build_config
 from ..train import TrainConfig, train
 from ..viz import plot_run
-from .options import add_data, classification_data
+from .options import add_data, classification_data, int_list, positive_float
 from .registry import CLIError, command
 
 
@@ -24,9 +24,9 @@ def _train_args(p):
     p.add_argument("--input-size", type=int, help="small model input (default 64)")
     p.add_argument("--epochs", type=int, help="default 10")
     p.add_argument("--batch-size", type=int, help="default 128 (Section 3)")
-    p.add_argument("--lr", type=float, help="initial learning rate (default 5e-2, Section 3)")
-    p.add_argument("--milestones", help="comma-separated epochs after which lr is halved "
-                                        "(default 30,50,60,70,80)")
+    p.add_argument("--lr", type=positive_float, help="initial learning rate (default 5e-2, Section 3)")
+    p.add_argument("--milestones", type=int_list, help="comma-separated epochs after which lr is halved "
+                                                       "(default 30,50,60,70,80)")
     p.add_argument("--momentum", type=float, help="default 0.6")
     p.add_argument("--weight-decay", type=float, help="default 1e-5")
     p.add_argument("--seed", type=int, default=0)
@@ -43,8 +43,7 @@ def _config(args) -> TrainConfig:
              "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
              "weight_decay": args.weight_decay, "checkpoint_every": args.checkpoint_every,
              "max_steps": args.max_steps,
-             "milestones": None if args.milestones is None else
-             tuple(int(m) for m in args.milestones.split(",") if m.strip())}
+             "milestones": args.milestones}
     given = {k: v for k, v in given.items() if v is not None}
     base = {}
     if args.resume:
@@ -71,6 +70,7 @@ def cmd_train(args):
     final = history.final
     msg = f"trained {history.global_step} steps; outputs in {args.out}"
     if "val_top1" in final:
-        msg += f"; validation top-1 {final['val_top1']:.3f}, top-5 {final['val_top5']:.3f}"
+        msg += (f"; validation accuracy top-1 {final['val_top1']:.3f}, top-5 {final['val_top5']:.3f} "
+                f"(error {100 * (1 - final['val_top1']):.1f}% / {100 * (1 - final['val_top5']):.1f}%)")
     print(msg)
     return 0

@@ -1,0 +1,88 @@
+"""Every bad input to the command line is one line that names the problem and the fix, never a
+traceback; usage errors (a bad option value) exit with 2, other failures with 1."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from overfeat_np.cli import main
+from overfeat_np.models import overfeat_small
+from overfeat_np.serialization import save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "w.npz"
+    save_weights(overfeat_small(3, width=0.25), path)
+    return str(path)
+
+
+def _one_line(capsys, argv, code, *fragments):
+    got = main(argv)
+    err = capsys.readouterr().err
+    assert got == code, (argv, got, err)
+    assert "Traceback" not in err and err.strip().count("\n") == 0, (argv, err)
+    for f in fragments:
+        assert f in err, (argv, f, err)
+    return err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--synthetic", "0"], "must be at least 1, got 0"),
+    (["train", "--synthetic", "-10"], "must be at least 1, got -10"),
+    (["train-regressor", "--weights", "w", "--synthetic", "0"], "must be at least 1"),
+    (["train-detector", "--weights", "w", "--synthetic", "0"], "must be at least 1"),
+    (["train", "--synthetic", "8", "--lr", "nan"], "must be a finite number > 0, got nan"),
+    (["train", "--synthetic", "8", "--lr", "-1"], "must be a finite number > 0"),
+    (["train", "--synthetic", "8", "--milestones", "a,b"], "comma-separated whole numbers like 30,50,60"),
+    (["classify", "x.png", "--weights", "w", "--top-k", "0"], "must be at least 1, got 0"),
+    (["train", "--synthetic", "8", "--blas-threads", "0"], "must be at least 1"),
+])
+def test_bad_option_values_are_usage_errors(capsys, argv, fragment):
+    _one_line(capsys, argv, 2, fragment)
+
+
+def test_bad_scales_are_usage_errors(capsys, weights, tmp_path):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(image)
+    _one_line(capsys, ["classify", str(image), "--weights", weights, "--scales", "abc"], 2,
+              "--scales: cannot read 'abc'")
+
+
+def test_a_folder_given_as_an_image(capsys, weights, tmp_path):
+    _one_line(capsys, ["classify", str(tmp_path), "--weights", weights], 1, "is a folder, not an image")
+
+
+def test_a_tiny_image_is_refused_with_its_size(capsys, weights, tmp_path):
+    image = tmp_path / "dot.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(image)
+    _one_line(capsys, ["classify", str(image), "--weights", weights], 1, "only 1x1 pixels", "at least 8")
+
+
+def test_out_under_a_regular_file(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    _one_line(capsys, ["train", "--synthetic", "16", "--out", str(blocker / "run"), "--max-steps", "1",
+                       "--batch-size", "8", "--no-progress"], 1, "cannot use", "choose another --out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder, so nothing is refused")
+def test_unwritable_out(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    _one_line(capsys, ["train", "--synthetic", "16", "--out", str(locked / "run"), "--max-steps", "1",
+                       "--batch-size", "8", "--no-progress"], 1, "Permission denied", "choose another --out")
+
+
+def test_a_diverging_loss_is_one_line(capsys, tmp_path):
+    _one_line(capsys, ["train", "--synthetic", "32", "--out", str(tmp_path / "r"), "--lr", "1e30", "--epochs", "1",
+                       "--batch-size", "16", "--no-progress"], 1, "lower the learning rate")
+
+
+def test_train_reports_accuracy_as_accuracy(capsys, tmp_path):
+    assert main(["train", "--synthetic", "32", "--out", str(tmp_path / "r"), "--epochs", "1", "--batch-size", "16",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy top-1" in out and "(error" in out
