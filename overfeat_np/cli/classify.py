@@ -2,6 +2,7 @@
 classification (--scales, Section 3.3) or the 10-view baseline (--ten-view).
 
     overfeat-np classify IMAGE... --checkpoint PATH [--top-k 5] [--scales 1,2,4,6] [--save-maps DIR]
+    overfeat-np classify IMAGE... --official net_weight_0 [--preprocess official]   # the release's numbers
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import numpy as np
 
 from ..backend import to_numpy
+from ..data.official import official_preprocess
 from ..losses import softmax
 from ..multiscale import classify_multiscale, ten_view
 from ..viz_dense import save_class_maps
@@ -20,16 +22,17 @@ from .options import (
     add_stride,
     centre_crop_input,
     load_model,
+    official_preprocessing,
     positive_int,
     read_images,
     scales_from,
 )
-from .registry import CLIError, command
+from .registry import CLIError, UsageError, command
 
 
 def _classify_args(p):
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    add_model_source(p)
+    add_model_source(p, official=True)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes to print per image (default 5)")
     p.add_argument("--resize", type=int, help="smallest side before the center crop "
                                               "(default input*256/231; 0: no resize)")
@@ -70,8 +73,15 @@ def cmd_classify(args):
         raise CLIError("--save-maps needs --scales (the maps come from dense multi-scale classification)")
     if args.scales and args.ten_view:
         raise CLIError("choose one of --scales (dense multi-scale) and --ten-view")
+    official = official_preprocessing(args)
+    if official and (args.scales or args.ten_view or args.resize is not None):
+        raise UsageError("--preprocess official is the release's single centre crop at coarse stride; drop "
+                         "--scales, --ten-view and --resize (or use --preprocess standard)")
     images = read_images(args.images)
-    if args.scales:
+    if official:
+        x = np.concatenate([official_preprocess(im, model) for im in images])  # (N, 3, S, S)
+        probs = softmax(to_numpy(model.forward(args.xp.asarray(x))[0]).astype(np.float64))
+    elif args.scales:
         probs = _dense_probs(args, model, classes, images)
     elif args.ten_view:
         probs = [ten_view(model, im) for im in images]

@@ -1,6 +1,7 @@
 """`overfeat-np features`: save one layer's output (Tables 1/3 numbering) for each image as .npy.
 
     overfeat-np features IMAGE... --checkpoint PATH --layer K [--out DIR] [--no-crop]
+    overfeat-np features IMAGE... --official net_weight_0 --layer K [--no-crop]   # as `overfeat -f`
 """
 
 from __future__ import annotations
@@ -10,16 +11,22 @@ import os
 import numpy as np
 
 from ..backend import to_numpy
-from ..data import make_sample, normalize, resize_smallest
+from ..data import make_sample, normalize, official_preprocess, resize_smallest
 from ..models import layer_output, num_layers
 from ..train import RESIZE_RATIO
-from .options import add_model_source, centre_crop_input, load_model, read_images
+from .options import (
+    add_model_source,
+    centre_crop_input,
+    load_model,
+    official_preprocessing,
+    read_images,
+)
 from .registry import CLIError, command
 
 
 def _features_args(p):
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    add_model_source(p)
+    add_model_source(p, official=True)
     p.add_argument("--layer", type=int, required=True, help="layer number as in Tables 1/3 (1-based)")
     p.add_argument("--out", default=".", help="folder for the .npy files (default: current)")
     p.add_argument("--resize", type=int, help="smallest side before cropping (default input*256/231)")
@@ -28,7 +35,11 @@ def _features_args(p):
 
 
 def _input(image, config, args):
-    """float32 (1, 3, H, W): the centre crop, or with --no-crop the whole resized image."""
+    """float32 (1, 3, H, W): the centre crop, or with --no-crop the whole resized image; with
+    --preprocess official the release's crop, or with --no-crop its `overfeat -f` input (the whole
+    image as it is, normalised)."""
+    if official_preprocessing(args):
+        return official_preprocess(image, config, task="features" if args.no_crop else "classify")
     if not args.no_crop:
         return centre_crop_input(image, config, args.resize)[None]
     size = args.resize or round(config.input_size * RESIZE_RATIO)

@@ -18,6 +18,7 @@ from ..data import EvalTransform, ImageFolderDataset, classification_sets, load_
 from ..scales import parse_scales
 from ..serialization import load_weights
 from ..train import RESIZE_RATIO, default_transforms
+from ..weights import load_official
 from .registry import CLIError, UsageError
 
 SCALES_HELP = ("scale numbers of the model's six Table-5 scales and/or sizes S or HxW, mixed freely: "
@@ -64,10 +65,21 @@ def add_compute(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def add_model_source(p, required=True):
+def add_model_source(p, required=True, official=False):
+    """--checkpoint | --weights (| --official with `official`), and --classes."""
     g = p.add_mutually_exclusive_group(required=required)
     g.add_argument("--checkpoint", help="a training checkpoint (e.g. runs/demo/latest.npz)")
     g.add_argument("--weights", help="a weights file (weights.npz, serialization.save_weights)")
+    if official:
+        g.add_argument("--official", metavar="NET_WEIGHT",
+                       help="the original release's net_weight_0 (fast) or net_weight_1 (accurate); its "
+                            "1000 outputs are named from the shipped ILSVRC-2012 class list")
+        p.add_argument("--official-model", choices=("fast", "accurate"),
+                       help="the model of --official (default: from the file name, net_weight_1 = accurate)")
+        p.add_argument("--preprocess", choices=("standard", "official"),
+                       help="standard: this package's (resize 256/231 of the crop, centre crop, ImageNet "
+                            "mean/std); official: the release's exactly (shorter side 231, centre crop, "
+                            "(x - 118.38) / 61.90, coarse stride). Default: official with --official")
     p.add_argument("--classes", help="class names, one per line (index = label); default: the checkpoint's own")
 
 
@@ -117,7 +129,11 @@ def read_class_names(path) -> list:
 
 def load_model(args) -> tuple:
     """(model on args.xp, class names) from --checkpoint or --weights (and --classes)."""
-    if args.checkpoint:
+    if getattr(args, "official", None):
+        name = args.official_model or ("accurate" if os.path.basename(args.official).endswith("_1") else "fast")
+        model = load_official(args.official, name, backend=args.xp)
+        classes = model.class_names
+    elif args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         model, classes = model_from_checkpoint(ckpt, backend=args.xp), ckpt.get("classes")
     else:
@@ -151,6 +167,13 @@ def read_images(paths) -> list:
     return images
 
 
+def official_preprocessing(args) -> bool:
+    """Whether --preprocess (default: official exactly when the model is --official) asks for the
+    original release's preprocessing (`data.official.official_preprocess`)."""
+    choice = getattr(args, "preprocess", None)
+    return choice == "official" or (choice is None and bool(getattr(args, "official", None)))
+
+
 def centre_crop_input(image, config, resize=None):
     """uint8 (H, W, 3) -> float32 (3, S, S): resize the smallest side (default S * 256/231; 0: keep),
     centre crop S = config.input_size (Section 3)."""
@@ -159,14 +182,18 @@ def centre_crop_input(image, config, resize=None):
     return EvalTransform(crop=s, resize=resize)(make_sample(image, -1))[0]
 
 
-def image_folder(root, split: str, num_classes: int | None = None, owner: str = "the model"):
-    """The `split` of an ImageNet-layout tree; a missing folder or another class count is a CLIError."""
+def image_folder(root, split: str, num_classes: int | None = None, owner: str = "the model",
+                 decode_min_side: int | None = None):
+    """The `split` of an ImageNet-layout tree; a missing folder or another class count is a CLIError.
+
+    decode_min_side: the shorter side the transform resizes to; large JPEGs are then decoded at
+    a reduced size that still covers it (`data.image_io.decode_rgb`)."""
     if not os.path.isdir(root):
         raise CLIError(f"data folder {root} does not exist (expected an ImageNet layout: "
                        f"{root}/train/<wnid>/*.JPEG, {root}/val/...)")
     if split == "val" and not os.path.isdir(os.path.join(root, "val")):
         raise CLIError(f"{root} has no val/ folder to evaluate on")
-    data = ImageFolderDataset(root, split)
+    data = ImageFolderDataset(root, split, decode_min_side=decode_min_side)
     if num_classes is not None and data.num_classes != num_classes:
         raise CLIError(f"{owner} has {num_classes} classes, the data {data.num_classes}")
     return data
@@ -177,7 +204,9 @@ def classification_data(args, input_size: int, need_train: bool = True) -> tuple
     if args.synthetic:
         train_set, val_set = classification_sets(args.synthetic, args.seed, input_size, args.num_classes or 6)
         return (train_set if need_train else None), val_set, default_transforms(input_size, resize=None)
-    train_set = image_folder(args.data, "train") if need_train else None
+    transforms = default_transforms(input_size)
+    side = transforms[0].resize  # every image is resized to this shorter side first (Section 3)
+    train_set = image_folder(args.data, "train", decode_min_side=side) if need_train else None
     has_val = os.path.isdir(os.path.join(args.data, "val"))
-    val_set = image_folder(args.data, "val") if has_val or not need_train else None
-    return train_set, val_set, default_transforms(input_size)
+    val_set = image_folder(args.data, "val", decode_min_side=side) if has_val or not need_train else None
+    return train_set, val_set, transforms

@@ -13,9 +13,19 @@ exclusive), box_labels int64 (k,); plus `classes` and `num_classes`.
 
 from .batch import load_batch
 from .folders import ImageFolderDataset
-from .image_io import CorruptImageError, load_rgb
+from .image_io import CorruptImageError, decode_rgb, load_rgb
+from .imagenet_files import (
+    ILSVRC2012_CLASS_FILE,
+    devkit_classes,
+    find_devkit_meta,
+    ilsvrc2012_classes,
+    read_devkit_meta,
+    write_devkit_class_list,
+    write_devkit_meta,
+)
 from .layout import default_wnids, write_imagenet_layout
 from .loader import DataLoader
+from .official import official_preprocess
 from .sample import check_sample, make_sample
 from .synthetic import (
     CLASS_NAMES,
@@ -41,7 +51,9 @@ from .transforms import (
 from .voc import parse_voc_xml, write_voc_xml
 
 __all__ = [
-    "CLASS_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "CorruptImageError", "DataLoader",
+    "CLASS_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "ILSVRC2012_CLASS_FILE", "CorruptImageError", "DataLoader",
+    "decode_rgb", "devkit_classes", "find_devkit_meta", "ilsvrc2012_classes", "official_preprocess",
+    "read_devkit_meta", "write_devkit_class_list", "write_devkit_meta",
     "EvalTransform", "ImageFolderDataset", "SyntheticShapes", "TrainTransform", "center_crop",
     "check_sample", "classification_sets", "compute_mean_std", "crop", "default_wnids", "detection_set",
     "drop_degenerate", "hflip", "load_batch", "load_rgb", "localization_set", "make_sample", "normalize",

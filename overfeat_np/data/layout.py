@@ -7,7 +7,8 @@ The tree (what `ImageFolderDataset` reads, and what the ILSVRC CLS-LOC download 
     root/Annotation/<wnid>/<wnid>_<i>.xml          PASCAL-VOC boxes of train images
     root/val/ILSVRC2012_val_<i>.JPEG               val_layout="csv" or "groundtruth"
     root/LOC_val_solution.csv                      val_layout="csv": labels and boxes
-    root/ILSVRC2012_validation_ground_truth.txt    val_layout="groundtruth": labels ...
+    root/ILSVRC2012_validation_ground_truth.txt    val_layout="groundtruth": devkit IDs, with
+    root/meta.mat                                  the devkit's ID -> wnid map, labels ...
     root/Annotation/val/ILSVRC2012_val_<i>.xml     ... and boxes
     root/val/<wnid>/ILSVRC2012_val_<i>.JPEG        val_layout="folders", boxes in
                                                    Annotation/<wnid>/
@@ -20,7 +21,7 @@ import os
 from PIL import Image
 from tqdm import tqdm
 
-from .imagenet_files import write_class_list, write_ground_truth, write_loc_solution
+from .imagenet_files import write_class_list, write_devkit_meta, write_ground_truth, write_loc_solution
 from .voc import write_voc_xml
 
 VAL_LAYOUTS = ("csv", "groundtruth", "folders")
@@ -82,7 +83,9 @@ def write_imagenet_layout(root, dataset, split: str = "train", val_layout: str =
     if flat and val_layout == "csv":
         write_loc_solution(os.path.join(root, "LOC_val_solution.csv"), csv_rows)
     elif flat:
+        # Ground-truth files hold devkit IDs; the reader needs the devkit's meta.mat to map them.
         write_ground_truth(os.path.join(root, GROUND_TRUTH_NAME), gt_labels)
+        write_devkit_meta(os.path.join(root, "meta.mat"), wnids, dataset.classes)
     return written
 
 
