@@ -72,6 +72,21 @@ def get_array_module(*arrays) -> types.ModuleType:
     return np
 
 
+def on_cpu(xp) -> bool:
+    """True for NumPy: code tuned for CPU caches asks this, never the module's name."""
+    return xp is np
+
+
+def device_random(xp, seed: int):
+    """A seeded generator drawing on xp's device: `cupy.random.RandomState` with Philox (cheap
+    to create and seed, so one per draw is fine), or the CPU double's."""
+    try:
+        from cupy.cuda import curand  # real CuPy only
+    except ImportError:
+        return xp.random.RandomState(seed)
+    return xp.random.RandomState(seed, method=curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+
+
 def backend_name(xp) -> str:
     """"numpy" or "cupy" for an array module."""
     return "cupy" if xp.__name__.startswith("cupy") else "numpy"

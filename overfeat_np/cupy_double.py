@@ -210,7 +210,7 @@ def _operator(name):
     return op
 
 
-_OPS = ("add sub mul truediv floordiv mod pow matmul and or xor lshift rshift").split()
+_OPS = ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift", "rshift"]
 for _n in _OPS:
     for _f in (f"__{_n}__", f"__r{_n}__", f"__i{_n}__"):
         setattr(DeviceArray, _f, _operator(_f))

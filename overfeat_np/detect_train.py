@@ -25,6 +25,11 @@ Conventions of this package:
   would add at test time.
 - Dropout: kept at the classifier's rate on the hidden full layers, now 1x1 convolutions; each
   location draws its own mask.
+- Host and device: a step sends one buffer to the model's device (`data.batch.pack_arrays`: the
+  uint8 images, their targets, and the uniform draws that pick the random negatives, drawn on
+  the host from the run's seeded generator so NumPy and a GPU choose the same negatives); the
+  images are normalised, the offending scores computed and the negatives chosen there. The host
+  reads the loss (and checks it is finite) every `log_every` steps, NumPy at every step.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module, on_cpu, to_numpy
 from .boxes import as_boxes, intersection
-from .data.transforms import hflip
+from .data.batch import pack_arrays, unpack_arrays
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, hflip, normalize_batch
 from .dense import fully_convolutional
 from .detect import background_index
 from .grid import dense_grid
@@ -45,7 +51,7 @@ from .layers import Conv2D, Linear, ReLU, Sequential
 from .losses import softmax, softmax_cross_entropy
 from .models import OverFeat, OverFeatConfig
 from .optim import SGD
-from .preprocess import resize, resize_boxes, to_input
+from .preprocess import resize, resize_boxes
 from .scales import detector_train_scales
 
 IGNORE = -1  # target of locations that are not trained on (softmax_cross_entropy's ignore_index)
@@ -109,34 +115,38 @@ def assign_targets(windows, boxes, labels, background: int, pos_coverage: float 
     return out.reshape(lead)
 
 
-def select_negatives(targets, offending, background: int, n_random: int, n_hard: int, rng) -> np.ndarray:
+def select_negatives(targets, offending, background: int, n_random: int, n_hard: int, rng=None, *,
+                     random_keys=None):
     """Keep all positives and a few negatives per image; every other location -> IGNORE.
 
     targets (N, ...) int64 from `assign_targets`; offending (N, ...) float, each location's
     highest non-background probability. Per image: the `n_hard` background locations with the
     highest `offending` (ties: lower index), then `n_random` drawn uniformly from the rest of
-    the background locations (fewer when an image has fewer). Returns a new int64 array.
+    the background locations (fewer when an image has fewer): those with the smallest of
+    `random_keys` (N, L) uniform draws, L locations per image, or, when not given, of
+    `rng.random((N, L))` (a host Generator, host arrays only). Runs where the arrays live (no
+    synchronisation on a GPU: sorts, gathers, no boolean indexing). Returns a new int64 array.
     """
-    t = np.asarray(targets)
-    n = t.shape[0]
-    flat = t.reshape(n, -1)
-    off = np.asarray(to_numpy(offending), dtype=np.float64).reshape(n, -1)
+    xp = get_array_module(targets, offending)
+    n = targets.shape[0]
+    flat = targets.reshape(n, -1)
+    off = offending.reshape(n, -1).astype(xp.float64)
     if off.shape != flat.shape:
         raise ValueError(f"select_negatives: offending {off.shape} does not match targets {flat.shape}")
     is_bg = flat == background
-    out = np.where(is_bg, IGNORE, flat)
-    rows = np.arange(n)[:, None]
-    hard = np.zeros_like(is_bg)
+    out = xp.where(is_bg, IGNORE, flat)
+    rows = xp.arange(n)[:, None]
+    hard = xp.zeros_like(is_bg)
     if n_hard > 0:
-        key = np.where(is_bg, -off, np.inf)  # background by offending score, descending
-        order = np.argsort(key, axis=1, kind="stable")[:, :n_hard]
+        key = xp.where(is_bg, -off, xp.inf)  # background by offending score, descending
+        order = xp.argsort(key, axis=1, kind="stable")[:, :n_hard]
         hard[rows, order] = is_bg[rows, order]
     if n_random > 0:
-        key = np.where(is_bg & ~hard, rng.random(flat.shape), np.inf)
-        order = np.argsort(key, axis=1, kind="stable")[:, :n_random]
+        u = rng.random(flat.shape) if random_keys is None else random_keys.reshape(flat.shape)
+        key = xp.where(is_bg & ~hard, u, xp.inf)
+        order = xp.argsort(key, axis=1, kind="stable")[:, :n_random]
         hard[rows, order] |= is_bg[rows, order] & ~hard[rows, order]
-    out[hard] = background
-    return out.reshape(t.shape)
+    return xp.where(hard, background, out).reshape(targets.shape)
 
 
 # --- the dense network in training form ------------------------------------------------------------
@@ -242,6 +252,19 @@ def detection_targets(config, hw, boxes, labels, background, cfg: DetectorTrainC
                      for b, lab in zip(boxes, labels)])
 
 
+def _to_device(xp, images, targets, keys) -> list:
+    """Host uint8 images [(H, W, 3)], targets and random keys -> the same on xp, in one copy:
+    [uint8 (N, 3, H, W), int64 targets, float64 keys]."""
+    chw = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+    buf, layout = pack_arrays([chw, targets, keys])
+    return unpack_arrays(xp.asarray(buf), layout)
+
+
+def _loss_error(loss, step: int, lr: float) -> FloatingPointError:
+    return FloatingPointError(f"train_detector: the loss became {loss} by step {step}; lower the learning "
+                              f"rate (now {lr:g})")
+
+
 def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None = None, *,
                    mean=None, std=None, on_step=None, progress: bool = False) -> DetectorHistory:
     """Fine-tune `detector` (see `make_detector`) spatially on a detection dataset, in place.
@@ -263,6 +286,8 @@ def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None 
             raise ValueError(f"train_detector: scale {tuple(hw)} is smaller than the {s}x{s} training size")
     bg = background_index(detector)
     xp = detector.xp
+    mean = IMAGENET_MEAN if mean is None else mean
+    std = IMAGENET_STD if std is None else std
     net = DenseTrainNet.of(detector)
     opt = SGD(detector.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -273,20 +298,26 @@ def train_detector(detector: OverFeat, dataset, cfg: DetectorTrainConfig | None 
         hw = scales[int(rng.integers(len(scales)))]
         flips = rng.random(cfg.batch_size) < 0.5 if cfg.flip else np.zeros(cfg.batch_size, bool)
         images, boxes, labels = _resized_batch([dataset[int(i)] for i in idx], hw, flips)
-        x = to_input(images, mean, std, xp)  # (N, 3, H, W)
+        targets = detection_targets(detector.config, hw, boxes, labels, bg, cfg)  # (N, H', W') host
+        keys = rng.random((len(idx), targets[0].size)) if cfg.n_random > 0 else np.zeros((len(idx), 0))
+        x, targets, keys = _to_device(xp, images, targets, keys)  # the step's one transfer
+        x = normalize_batch(x, mean, std)  # (N, 3, H, W) float32
         logits, cache = net.forward(x, train=True)
-        targets = detection_targets(detector.config, hw, boxes, labels, bg, cfg)
-        offending = to_numpy(softmax(logits)[:, :bg].max(axis=1))  # (N, H', W')
-        chosen = select_negatives(targets, offending, bg, cfg.n_random, cfg.n_hard, rng)
-        loss, dlogits = softmax_cross_entropy(logits, xp.asarray(chosen), ignore_index=IGNORE)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"train_detector: the loss became {loss} at step {step + 1}; "
-                                     f"lower the learning rate (now {cfg.lr:g})")
+        offending = softmax(logits)[:, :bg].max(axis=1)  # (N, H', W')
+        chosen = select_negatives(targets, offending, bg, cfg.n_random, cfg.n_hard, random_keys=keys)
+        loss, dlogits = softmax_cross_entropy(logits, chosen, ignore_index=IGNORE)
+        if on_cpu(xp) and not math.isfinite(loss):  # free on the host; a GPU checks at log steps
+            raise _loss_error(loss, step + 1, cfg.lr)
         opt.step(net.backward(dlogits, cache))
         seen += cfg.batch_size
         if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
-            rec = {"step": step + 1, "loss": loss, "positives": int(((chosen >= 0) & (chosen != bg)).sum()),
-                   "negatives": int((chosen == bg).sum()), "scale": list(hw)}
+            counts = xp.stack([loss, ((chosen >= 0) & (chosen != bg)).sum().astype(xp.float64),
+                               (chosen == bg).sum().astype(xp.float64)])
+            loss_h, pos, neg = (float(v) for v in to_numpy(counts))  # the log step's one synchronisation
+            if not math.isfinite(loss_h):
+                raise _loss_error(loss_h, step + 1, cfg.lr)
+            rec = {"step": step + 1, "loss": loss_h, "positives": int(pos), "negatives": int(neg),
+                   "scale": list(hw)}
             hist.steps.append(rec)
             if on_step is not None:
                 on_step(rec)

@@ -6,7 +6,7 @@ nothing here holds state. The classes in `layers.py` are thin holders of paramet
 
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import device_random, get_array_module, on_cpu
 from .im2col import batch_last, col2im, conv_outsize, im2col
 
 
@@ -171,10 +171,17 @@ def linear_backward(dout, cache, need_dx: bool = True):
 
 
 def dropout_mask(shape, p: float, rng, xp, dtype):
-    """Inverted-dropout keep mask (0 or 1/(1-p)), drawn on the host from the numpy Generator `rng`.
+    """Inverted-dropout keep mask (0 or 1/(1-p)) of `shape` on `xp`; rng: the layer's seeded numpy
+    Generator.
 
-    Drawing on the host keeps masks identical on NumPy and CuPy for one seed; the transfer is one
-    small array per full layer.
+    NumPy: drawn from `rng` itself (so a resumed run, whose checkpoint saves `rng`, draws the same
+    masks). A GPU: drawn on the device, from a device generator seeded by one number from `rng`
+    (no host draw, no transfer; reproducible per backend and across resume, but not the NumPy
+    stream).
     """
-    keep = ((rng.random(shape, dtype="float32") >= p) * (1.0 / (1.0 - p))).astype(dtype)
-    return keep if xp.__name__ == "numpy" else xp.asarray(keep)
+    if on_cpu(xp):
+        return ((rng.random(shape, dtype="float32") >= p) * (1.0 / (1.0 - p))).astype(dtype)
+    u = device_random(xp, int(rng.integers(2**63))).random_sample(shape, dtype=xp.float32)
+    keep = (u >= p).astype(dtype)
+    keep *= 1.0 / (1.0 - p)
+    return keep

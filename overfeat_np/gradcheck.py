@@ -20,7 +20,7 @@ from .backend import to_numpy
 
 def relative_error(a, b) -> float:
     """max |a - b| / max(|a| + |b|, tiny): scale-free, 0 for identical arrays."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = np.asarray(to_numpy(a), dtype=np.float64), np.asarray(to_numpy(b), dtype=np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-12))) if a.size else 0.0
 
 

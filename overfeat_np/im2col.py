@@ -20,7 +20,7 @@ contiguous. Any other memory order (a plain NCHW batch) is accepted and copied o
 
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import get_array_module, on_cpu
 
 _CACHE_BYTES = 256 * 1024  # how much of im2col's source to keep re-reading from cache
 
@@ -86,9 +86,10 @@ def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
     else:
         xs = stride_phases(xt, s, oh + (kh - 1) // s, ow + (kw - 1) // s)  # (C, s, s, ., ., N)
     cols = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
-    # A few channels at a time, so the kh*kw copies of a block re-read a source that is still in
-    # the CPU's cache (about 256 KiB of it) instead of streaming all of x from memory kh*kw times.
-    step = max(1, _CACHE_BYTES // max(1, xs[0].nbytes))
+    # On the CPU a few channels at a time, so the kh*kw copies of a block re-read a source that is
+    # still in the cache (about 256 KiB of it) instead of streaming all of x from memory kh*kw
+    # times. On a GPU each copy is a kernel launch: all channels at once, kh*kw launches in all.
+    step = max(1, _CACHE_BYTES // max(1, xs[0].nbytes)) if on_cpu(xp) else c
     for c0 in range(0, c, step):
         src, dst = xs[c0 : c0 + step], cols[c0 : c0 + step]
         for i in range(kh):

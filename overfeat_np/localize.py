@@ -69,8 +69,9 @@ class WindowSet:
         return int(self.patches.shape[0])
 
     def subset(self, keep) -> WindowSet:
-        """Only the windows where keep (S,) bool (host) holds, e.g. `ws.subset(ws.scale_ids < 2)`."""
-        keep = np.asarray(keep, bool)
+        """Only the windows where keep (S,) bool (host or device) holds, e.g.
+        `ws.subset(ws.scale_ids < 2)`."""
+        keep = np.asarray(to_numpy(keep), bool)  # the host arrays below are indexed with it
         xp = get_array_module(self.patches)
         k = xp.asarray(np.flatnonzero(keep))
         return WindowSet(self.patches[k], self.targets[k], self.labels[k], self.image_ids[keep],
@@ -240,7 +241,7 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
             loss_sum += loss * len(idx)
             seen += len(idx)
             hist.seen += len(idx)
-        hist.losses.append(loss_sum / max(seen, 1))
+        hist.losses.append(float(loss_sum) / max(seen, 1))  # the epoch's one synchronisation
     hist.train_seconds = time.perf_counter() - t0
     return hist
 

@@ -197,13 +197,13 @@ def location_boxes(regressor: Regressor, unpooled, grid: DenseGrid) -> np.ndarra
 def class_outputs(pred, classes):
     """The 4 box outputs of the given classes: pred (N, 4*C) PCR, classes (N,) -> (N, 4).
 
-    (An SCR prediction (N, 4) is returned unchanged.)
+    (An SCR prediction (N, 4) is returned unchanged.) classes live where pred does.
     """
     xp = get_array_module(pred)
     if pred.shape[1] == 4:
         return pred
     n = pred.shape[0]
-    return pred.reshape(n, -1, 4)[xp.arange(n), xp.asarray(classes)]
+    return pred.reshape(n, -1, 4)[xp.arange(n), classes]
 
 
 def regression_loss(pred, targets, labels=None, mask=None):
@@ -212,7 +212,8 @@ def regression_loss(pred, targets, labels=None, mask=None):
     pred (N, 4) (SCR) or (N, 4*C) (PCR); targets (N, 4); labels (N,) the ground-truth classes,
     needed for PCR, whose loss reads only those 4 outputs, so every other class's outputs get an
     exactly zero gradient; mask (N,) 1 = train on this window, 0 = skip (`regression_targets`).
-    Returns (loss: float, dpred like pred); the loss is `losses.l2_loss`.
+    targets, labels and mask live where pred does (no silent copy). Returns (loss, dpred like
+    pred); the loss is `losses.l2_loss`'s 0-d float64 (reading it on a GPU synchronises).
     """
     xp = get_array_module(pred)
     if pred.ndim != 2 or pred.shape[1] % 4:
@@ -222,7 +223,9 @@ def regression_loss(pred, targets, labels=None, mask=None):
     if labels is None:
         raise ValueError("regression_loss: a per-class (PCR) prediction needs labels, the ground-truth "
                          "class of every window")
-    labels = xp.asarray(labels)
+    if get_array_module(labels) is not xp:
+        raise TypeError(f"regression_loss: labels live on {get_array_module(labels).__name__}, pred on "
+                        f"{xp.__name__}; move them explicitly (xp.asarray) before the call")
     n = pred.shape[0]
     rows = xp.arange(n)
     safe = xp.where(labels >= 0, labels, 0)  # masked windows (label -1) carry no gradient anyway

@@ -28,6 +28,13 @@ latest.npz (checkpoint every `checkpoint_every` steps and at every epoch end), e
 `_run_epoch` (`_train_step` per batch), `_epoch_record`, `_evaluate_epoch`, `_log_epoch`,
 `_next_epoch` (with its checkpoint). The backend is resolved once, when the model is built; each
 step moves its batch with the model's `xp.asarray` (no driver query per step).
+
+On a GPU a step costs the host one copy and no wait (`tests/test_cupy_double.py` counts it): the
+loader hands out uint8 crops packed with their labels in one buffer (`data.batch.pack_batch`),
+which crosses in one transfer and is normalised on the device (`normalize_batch`); the loss and
+the correct count stay there, added up on the device, and the host reads them (one
+synchronisation) only every `log_every` steps, where it also checks that the loss is finite. On
+NumPy the loss is checked at every step, as it costs nothing there.
 """
 
 from __future__ import annotations
@@ -44,9 +51,11 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import models
-from .backend import get_backend, to_numpy
+from .backend import get_backend, on_cpu, to_numpy
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .data import DataLoader, EvalTransform, TrainTransform
+from .data.batch import unpack_batch
+from .data.transforms import normalize_batch
 from .losses import softmax_cross_entropy
 from .metrics import topk_accuracy
 from .models import OverFeat
@@ -150,8 +159,9 @@ def default_transforms(input_size: int, resize: int | str | None = "auto"):
 def evaluate(model: OverFeat, loader: DataLoader, progress: bool = False) -> dict:
     """Top-1/top-5 accuracy and mean loss of `model` over one pass of `loader` (eval mode).
 
-    Batches move to the model's array module. Returns {"top1", "top5", "loss", "count"}; top5 is
-    top-min(5, C). Images with label -1 (no object) are not counted.
+    Batches move to the model's array module (uint8 batches are normalised there with the loader
+    transform's mean and std). Returns {"top1", "top5", "loss", "count"}; top5 is top-min(5, C).
+    Images with label -1 (no object) are not counted.
     """
     xp = model.xp
     k5 = min(5, model.config.num_classes)
@@ -162,13 +172,16 @@ def evaluate(model: OverFeat, loader: DataLoader, progress: bool = False) -> dic
         if not keep.any():
             continue
         labels = batch["labels"][keep]
-        logits, _ = model.forward(xp.asarray(batch["x"][keep]), train=False)
+        x = xp.asarray(batch["x"][keep])
+        if x.dtype == "uint8":
+            x = normalize_batch(x, loader.transform.mean, loader.transform.std)
+        logits, _ = model.forward(x, train=False)
         loss, _ = softmax_cross_entropy(logits, xp.asarray(labels))
         acc = topk_accuracy(to_numpy(logits), labels, k=(1, k5))
         n = len(labels)
         hits1 += acc[1] * n
         hits5 += acc[k5] * n
-        loss_sum += loss * n
+        loss_sum += float(loss) * n
         count += n
     if count == 0:
         raise ValueError("evaluate: the loader yielded no labelled image")
@@ -250,6 +263,7 @@ class _Loop:
     # Running sums of the current epoch, saved so a resumed epoch reports the same averages.
     sums: dict = field(default_factory=_zero_sums)
     history: History | None = None
+    normalization: tuple | None = None  # (mean, std) of uint8 batches normalised on the device
 
 
 def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transforms=None,
@@ -259,7 +273,8 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     resume: a checkpoint path, True for `out_dir/latest.npz`, or None for a fresh run.
     transforms: (train_transform, eval_transform); default `default_transforms(input_size)`.
     model: train this model instead of `build_model(config)` (its config must match a resumed
-    checkpoint). on_step(record): called after every step with the step record (tests use it to
+    checkpoint). on_step(record): called after every step with the step record (its loss, acc and
+    images_per_s only every `log_every` steps, where the host reads them; tests use it to
     simulate a crash). Returns a History; the model is trained in place. Pictures of the run are
     the caller's (`viz.plot_run`).
     """
@@ -272,6 +287,10 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
         for r in read_log(loop.log_path):
             (loop.history.epochs if r["kind"] == "epoch" else loop.history.steps).append(r)
     train_tf, eval_tf = transforms or default_transforms(loop.model.config.input_size)
+    if not on_cpu(loop.xp):  # a GPU: uint8 crops cross, the device normalises them
+        train_tf, eval_tf = _as_uint8(train_tf), _as_uint8(eval_tf)
+    if getattr(train_tf, "uint8", False):
+        loop.normalization = (train_tf.mean, train_tf.std)
     with contextlib.ExitStack() as stack:  # closes the loaders' workers and restores the BLAS
         loader, val_loader = _loaders(config, train_set, val_set, train_tf, eval_tf, stack)
         stack.enter_context(limit_blas(blas_threads_for(config)))
@@ -351,27 +370,67 @@ def _loaders(config: TrainConfig, train_set, val_set, train_tf, eval_tf, stack) 
     return loader, val_loader
 
 
+def _as_uint8(transform):
+    """The transform's uint8 twin where it has one (TrainTransform, EvalTransform), else itself."""
+    return transform.as_uint8() if hasattr(transform, "as_uint8") else transform
+
+
+def _host_sums(sums: dict) -> dict:
+    """The running sums as host numbers (reading device sums synchronises: checkpoints, epoch ends)."""
+    return {"loss": float(sums["loss"]), "correct": int(sums["correct"]), "seen": int(sums["seen"])}
+
+
 def _checkpoint(loop: _Loop, path=None):
     """Save the run at its current position to `path` (default out_dir/latest.npz)."""
     if loop.config.out_dir is None:
         return
-    state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": loop.sums}
+    state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": _host_sums(loop.sums)}
     save_checkpoint(path or loop.latest, loop.model, loop.optimizer, loop.schedule, state,
                     loop.config.to_dict(), loop.classes)
 
 
+def _on_model(loop: _Loop, batch: dict) -> tuple:
+    """The batch where the model lives -> (x float32 (N, 3, S, S), labels int64 (N,)).
+
+    A packed uint8 batch (the GPU path) crosses in one copy and is normalised there; a float
+    batch is moved as it is (free on NumPy)."""
+    xp = loop.xp
+    if "packed" in batch and loop.normalization is not None:
+        images, labels = unpack_batch(xp.asarray(batch["packed"]), batch["x_shape"])
+        return normalize_batch(images, *loop.normalization), labels
+    x = batch["x"] if batch["x"].dtype != "uint8" else normalize_batch(batch["x"], *loop.normalization)
+    return xp.asarray(x), xp.asarray(batch["labels"])
+
+
+def _loss_error(loss, where: str, lr: float) -> FloatingPointError:
+    return FloatingPointError(f"the loss became {loss} {where}; lower the learning rate (now {lr:g}) "
+                              "or check the input normalisation")
+
+
 def _train_step(loop: _Loop, batch: dict, lr: float) -> tuple:
-    """One SGD step on a host batch -> (loss, number of correct top-1 predictions)."""
-    x = loop.xp.asarray(batch["x"])  # (N, 3, S, S) float32
-    labels = loop.xp.asarray(batch["labels"])  # (N,) int64
+    """One SGD step on a host batch -> (loss, number of correct top-1 predictions), both 0-d
+    arrays where the model lives (not read here: on a GPU that would wait for the step)."""
+    x, labels = _on_model(loop, batch)
     logits, cache = loop.model.forward(x, train=True)
     loss, dlogits = softmax_cross_entropy(logits, labels)
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"the loss became {loss} at step {loop.step + 1}; lower the learning "
-                                 f"rate (now {lr:g}) or check the input normalisation")
+    if on_cpu(loop.xp) and not math.isfinite(loss):  # free on the host: stop at the step itself
+        raise _loss_error(loss, f"at step {loop.step + 1}", lr)
     _, grads = loop.model.backward(dlogits, cache)
     loop.optimizer.step(grads, lr=lr)
-    return loss, int(to_numpy((logits.argmax(axis=1) == labels).sum()))
+    return loss, (logits.argmax(axis=1) == labels).sum()
+
+
+def _read_log_values(loop: _Loop, loss, correct, lr: float) -> tuple:
+    """(loss, correct) of this step as host numbers: a log step's one synchronisation. On a GPU
+    the epoch's loss sum is read with them; if it is no longer finite the run stops here."""
+    xp = loop.xp
+    if on_cpu(xp):
+        return float(loss), int(correct)
+    host = to_numpy(xp.stack([loss, correct.astype(xp.float64), xp.asarray(loop.sums["loss"], dtype=xp.float64)]))
+    if not math.isfinite(host[2]):
+        raise _loss_error(host[2] if math.isnan(host[2]) else host[0],
+                          f"by step {loop.step} (checked every {loop.config.log_every} steps)", lr)
+    return float(host[0]), int(host[1])
 
 
 def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
@@ -387,19 +446,20 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
     with bar:
         for batch in loader.batches(loop.epoch, loop.batch):
             loss, correct = _train_step(loop, batch, lr)
-            n = len(batch["labels"])
+            n = len(batch["indices"])  # a host count: the labels may live on the device only
             loop.step += 1
             loop.batch += 1
             seen += n
-            loop.sums["loss"] += loss * n
+            loop.sums["loss"] += loss * n  # on the device where the model is: no synchronisation
             loop.sums["correct"] += correct
             loop.sums["seen"] += n
-            ips = seen / max(time.perf_counter() - t0, 1e-9)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / n:.2f}", img_s=f"{ips:.0f}", lr=f"{lr:g}")
-            record = {"kind": "step", "global_step": loop.step, "epoch": loop.epoch, "batch": loop.batch,
-                      "loss": loss, "acc": correct / n, "lr": lr, "images_per_s": ips}
-            if loop.step % cfg.log_every == 0:
+            record = {"kind": "step", "global_step": loop.step, "epoch": loop.epoch, "batch": loop.batch, "lr": lr}
+            if loop.step % cfg.log_every == 0:  # the host reads the loss only here
+                loss, correct = _read_log_values(loop, loss, correct, lr)
+                ips = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / n:.2f}", img_s=f"{ips:.0f}", lr=f"{lr:g}")
+                record.update(loss=loss, acc=correct / n, images_per_s=ips)
                 loop.history.steps.append(record)
                 if loop.log_path:
                     _append_jsonl(loop.log_path, record)
@@ -416,9 +476,10 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
 
 def _epoch_record(loop: _Loop, lr: float, images_per_s: float, skipped: int) -> dict:
     """The log record of the epoch just trained (averages over the whole epoch, resumed or not)."""
-    seen = max(loop.sums["seen"], 1)
+    sums = _host_sums(loop.sums)
+    seen = max(sums["seen"], 1)
     return {"kind": "epoch", "global_step": loop.step, "epoch": loop.epoch, "lr": lr,
-            "train_loss": loop.sums["loss"] / seen, "train_acc": loop.sums["correct"] / seen,
+            "train_loss": sums["loss"] / seen, "train_acc": sums["correct"] / seen,
             "images_per_s": images_per_s, "skipped_images": skipped}
 
 

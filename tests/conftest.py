@@ -1,4 +1,9 @@
-"""Shared test set-up: hypothesis profiles that keep CI bounded, backend parametrisation."""
+"""Shared test set-up: hypothesis profiles that keep CI bounded, backend parametrisation.
+
+Where no real GPU is visible, CuPy is the CPU double `overfeat_np.cupy_double`, installed here
+for the whole session (before any test module is collected), so every "cupy" test runs in CI; a
+test that needs real CUDA kernels is marked `needs_cuda` and says why.
+"""
 
 import os
 
@@ -13,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
+from overfeat_np import cupy_double
 from overfeat_np.backend import cupy_available
 
 threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
@@ -26,16 +32,35 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-GPU = cupy_available()
-gpu_only = pytest.mark.skipif(not GPU, reason="CuPy with a visible NVIDIA GPU is needed for this test")
+REAL_GPU = cupy_available()  # a real CuPy that sees a GPU
+DOUBLE = not REAL_GPU
+if DOUBLE:
+    cupy_double.install()
+GPU = cupy_available()  # CuPy, real or the double: true from here on
+gpu_only = pytest.mark.skipif(not GPU, reason="CuPy (or its CPU double) is needed for this test")
+
+
+def needs_cuda(why: str):
+    """Skip where CuPy is the CPU double: `why` names the real-CUDA behaviour the test needs."""
+    return pytest.mark.skipif(DOUBLE, reason=f"needs real CUDA kernels: {why}")
+
 
 BACKENDS = ["numpy", pytest.param("cupy", marks=[pytest.mark.gpu, gpu_only])]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Run a test once per backend; the CuPy run is skipped with a reason where there is no GPU."""
+    """Run a test once per backend: NumPy, then CuPy (the CPU double where no GPU is visible)."""
     return request.param
+
+
+@pytest.fixture
+def counts():
+    """The double's transfer/sync counters, reset (skipped on a real GPU: it has no counters)."""
+    if not DOUBLE:
+        pytest.skip("transfer counting needs the CPU double of CuPy")
+    cupy_double.COUNTS.reset()
+    return cupy_double.COUNTS
 
 
 @pytest.fixture

@@ -428,6 +428,15 @@ def test_array_type_in_equals_array_type_out(backend, make, shape):
     dx, grads = layer.backward(y * 0.5, cache)
     assert type(y) is type(x) and type(dx) is type(x)
     assert all(type(g) is type(x) for g in grads.values())
+    if isinstance(layer, Dropout) and backend != "numpy":
+        # The device draws its own masks (no host draw, no transfer): the same seed gives the same
+        # mask on this backend, a 0 / 1/(1-p) mask, applied in both directions.
+        mask = to_numpy(cache)
+        assert set(np.unique(mask)) <= {0.0, 2.0} and 0 < mask.mean() < 2
+        np.testing.assert_array_equal(to_numpy(y), x_host * mask)
+        np.testing.assert_array_equal(to_numpy(dx), x_host * mask * 0.5 * mask)
+        np.testing.assert_array_equal(to_numpy(make(backend).forward(x, train=True)[1]), mask)
+        return
     y_ref, cache_ref = ref.forward(x_host, train=True)
     np.testing.assert_allclose(to_numpy(y), y_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(dx), ref.backward(y_ref * 0.5, cache_ref)[0], rtol=1e-5, atol=1e-6)

@@ -223,15 +223,45 @@ def test_small_model_learns_synthetic_shapes(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
+def _run_without_dropout(out_dir, train_set, backend, **kw):
+    """6 steps with dropout off: NumPy and a GPU draw different masks (host vs device streams)."""
+    cfg = _tiny_run(out_dir, backend=backend, max_steps=6, eval_every=0, **kw)
+    model = build_model(cfg, train_set.num_classes)
+    for layer in model.dropout_layers:
+        layer.p = 0.0
+    h = train(cfg, train_set, transforms=SYNTH_TF, model=model)
+    return h, _weights(h.model)
+
+
 def test_train_on_gpu_matches_numpy(tmp_path, tiny_data, backend):
-    """The same run on CuPy and NumPy ends close (float32 GEMMs differ in summation order)."""
+    """The same run on CuPy and NumPy ends close (float32 GEMMs differ in summation order); on the
+    CPU double the same NumPy operations run, so it ends bit-identical, uint8 batches normalised on
+    the device included, and logs the same losses."""
+    from conftest import DOUBLE
+
     train_set, _ = tiny_data
-    runs = {}
-    for b in ("numpy", backend):
-        h = train(_tiny_run(tmp_path / b, backend=b, max_steps=6, eval_every=0), train_set, transforms=SYNTH_TF)
-        runs[b] = _weights(h.model)
-    for k in runs["numpy"]:
-        np.testing.assert_allclose(runs[backend][k], runs["numpy"][k], rtol=1e-3, atol=1e-5, err_msg=k)
+    (h_ref, ref), (h, got) = (_run_without_dropout(tmp_path / b, train_set, b) for b in ("numpy", backend))
+    for k in ref:
+        if DOUBLE or backend == "numpy":
+            np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    assert [r["loss"] for r in h.steps] == pytest.approx([r["loss"] for r in h_ref.steps], rel=1e-5)
+
+
+def test_gpu_runs_with_dropout_are_reproducible_and_resume_exactly(tmp_path, tiny_data, backend):
+    """Device-drawn dropout masks come from the layers' seeded generators (saved in checkpoints):
+    one seed, one run, and a run stopped at step 3 and resumed ends where the straight run does."""
+    train_set, _ = tiny_data
+    runs = [_weights(train(_tiny_run(tmp_path / f"r{i}", backend=backend, max_steps=6, eval_every=0),
+                           train_set, transforms=SYNTH_TF).model) for i in range(2)]
+    cfg = _tiny_run(tmp_path / "resumed", backend=backend, eval_every=0, checkpoint_every=3)
+    train(TrainConfig(**{**cfg.to_dict(), "max_steps": 3}), train_set, transforms=SYNTH_TF)
+    resumed = _weights(train(TrainConfig(**{**cfg.to_dict(), "max_steps": 6}), train_set, transforms=SYNTH_TF,
+                             resume=True).model)
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[1][k], runs[0][k], err_msg=k)
+        np.testing.assert_array_equal(resumed[k], runs[0][k], err_msg=k)
 
 
 # --- BLAS threads next to loader workers ----------------------------------------------------------

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .batch import load_batch
+from .batch import load_batch, unpack_batch
 from .workers import WorkerDied, WorkerPool
 
 log = logging.getLogger("overfeat_np.data")
@@ -42,7 +42,9 @@ class DataLoader:
     spawn elsewhere; "fork" starts fastest but is unsafe with threads or CUDA in the parent).
 
     A batch is a dict: x float32 (N, 3, H, W), labels int64 (N,), boxes [N arrays (k, 4)],
-    box_labels [N arrays (k,) int64], indices int64 (N,). A sample whose image is corrupt is
+    box_labels [N arrays (k,) int64], indices int64 (N,). With a transform that hands out uint8
+    images (`TrainTransform(..., as_uint8=True)`) x is uint8 and both x and labels are views of
+    `packed`, one buffer (`batch.pack_batch`) that moves to a GPU in one copy. A sample whose image is corrupt is
     logged, counted in `num_skipped` / `skipped_paths` and left out, so that batch has fewer
     rows (a batch left with none is not yielded).
 
@@ -154,6 +156,8 @@ class DataLoader:
         if len(result["indices"]) == 0:
             log.warning("a whole batch was unreadable and is not yielded")
             return None
+        if "packed" in result:
+            result["x"], result["labels"] = unpack_batch(result["packed"], result["x_shape"])
         return result
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..backend import get_array_module
 from .image_io import CorruptImageError
 
 # ImageNet training-set per-channel RGB mean and standard deviation in 0..255 units: the
@@ -105,6 +106,24 @@ def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.nda
     return x
 
 
+def normalize_batch(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 (N, 3, H, W) on any backend -> float32 (N, 3, H, W) there, (x - mean) / std per
+    channel: bit for bit `normalize` of each image, computed where x lives (on a GPU, after a
+    uint8 batch crossed in a quarter of the bytes). Scalars only, so no constant crosses."""
+    xp = get_array_module(x)
+    out = x.astype(xp.float32)  # exact for uint8, as in `normalize`
+    inv = 1.0 / np.asarray(std, np.float32)  # the float32 reciprocals `normalize` multiplies by
+    for c, (m, s) in enumerate(zip(np.asarray(mean, np.float32), inv)):
+        out[:, c] -= m
+        out[:, c] *= s
+    return out
+
+
+def _chw_uint8(image) -> np.ndarray:
+    """uint8 (H, W, 3), any strides -> contiguous uint8 (3, H, W), not normalised."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
 def drop_degenerate(boxes, box_labels, min_size: float = 1.0):
     """Remove boxes (k, 4) narrower or shorter than `min_size` pixels, and their labels (k,)."""
     boxes = _as_boxes(boxes)
@@ -119,12 +138,19 @@ class TrainTransform:
     cropping, or None to crop the image as it is (small synthetic images). flip: mirror with
     probability 1/2. Call as t(sample, rng) -> (x float32 (3, h, w), boxes float32 (k', 4),
     box_labels int64 (k',)); boxes that leave the crop are dropped with their labels.
+    as_uint8: x is the crop as uint8 (3, h, w), not normalised (`normalize_batch` does it where
+    the batch goes; `as_uint8()` gives that twin of a transform).
     """
 
     def __init__(self, crop=231, resize: int | None = 256, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD, flip: bool = True):
+                 std=IMAGENET_STD, flip: bool = True, as_uint8: bool = False):
         self.crop, self.resize, self.flip = crop, resize, flip
         self.mean, self.std = tuple(mean), tuple(std)
+        self.uint8 = bool(as_uint8)
+
+    def as_uint8(self) -> TrainTransform:
+        """The same transform handing out uint8 crops (same crops and flips for the same rng)."""
+        return TrainTransform(self.crop, self.resize, self.mean, self.std, self.flip, as_uint8=True)
 
     def __call__(self, sample: dict, rng: np.random.Generator):
         image, boxes = sample["image"], sample["boxes"]
@@ -135,10 +161,12 @@ class TrainTransform:
             # A mirrored view: normalize() reads it in its one pass, no flipped copy is made.
             image, boxes = image[:, ::-1], flip_boxes(boxes, image.shape[1])
         boxes, box_labels = drop_degenerate(boxes, sample["box_labels"])
-        return normalize(image, self.mean, self.std), boxes, box_labels
+        x = _chw_uint8(image) if self.uint8 else normalize(image, self.mean, self.std)
+        return x, boxes, box_labels
 
     def __repr__(self) -> str:
-        return f"TrainTransform(crop={self.crop}, resize={self.resize}, flip={self.flip})"
+        return (f"TrainTransform(crop={self.crop}, resize={self.resize}, flip={self.flip}"
+                + (", as_uint8=True)" if self.uint8 else ")"))
 
 
 class EvalTransform:
@@ -148,9 +176,14 @@ class EvalTransform:
     """
 
     def __init__(self, crop=231, resize: int | None = 256, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD):
+                 std=IMAGENET_STD, as_uint8: bool = False):
         self.crop, self.resize = crop, resize
         self.mean, self.std = tuple(mean), tuple(std)
+        self.uint8 = bool(as_uint8)
+
+    def as_uint8(self) -> EvalTransform:
+        """The same transform handing out uint8 crops (see TrainTransform)."""
+        return EvalTransform(self.crop, self.resize, self.mean, self.std, as_uint8=True)
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None):
         image, boxes = sample["image"], sample["boxes"]
@@ -158,10 +191,11 @@ class EvalTransform:
             image, boxes = resize_smallest(image, boxes, self.resize)
         image, boxes = center_crop(image, boxes, self.crop)
         boxes, box_labels = drop_degenerate(boxes, sample["box_labels"])
-        return normalize(image, self.mean, self.std), boxes, box_labels
+        x = _chw_uint8(image) if self.uint8 else normalize(image, self.mean, self.std)
+        return x, boxes, box_labels
 
     def __repr__(self) -> str:
-        return f"EvalTransform(crop={self.crop}, resize={self.resize})"
+        return f"EvalTransform(crop={self.crop}, resize={self.resize}" + (", as_uint8=True)" if self.uint8 else ")")
 
 
 def compute_mean_std(dataset, n: int = 1000, seed: int = 0):
