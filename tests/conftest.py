@@ -55,6 +55,20 @@ def backend(request):
 
 
 @pytest.fixture
+def no_gpu(monkeypatch):
+    """Inside the test, `cupy` imports but sees no GPU (as on a machine without a driver)."""
+    import sys
+    import types
+
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+
+@pytest.fixture
 def counts():
     """The double's transfer/sync counters, reset (skipped on a real GPU: it has no counters)."""
     if not DOUBLE:

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GPU
 
 from overfeat_np.checkpoint import load_checkpoint, model_from_checkpoint
 from overfeat_np.cli import COMMANDS, build_parser, main
@@ -243,8 +242,7 @@ def test_evaluate_tasks_name_their_missing_inputs(box_models, capsys):
     assert main(["evaluate", "--task", "segmentation", *data]) == 2
 
 
-@pytest.mark.skipif(GPU, reason="checks the message shown when CuPy or a GPU is missing")
-def test_cupy_without_gpu_is_a_clean_error(tmp_path, capsys):
+def test_cupy_without_gpu_is_a_clean_error(tmp_path, capsys, no_gpu):
     required = {"train": ["--synthetic", "16"], "evaluate": ["--weights", "w", "--synthetic", "8"],
                 "classify": ["x.png", "--weights", "w"], "features": ["x.png", "--weights", "w", "--layer", "1"],
                 "demo": ["--out", str(tmp_path)]}
