@@ -306,7 +306,7 @@ def he_normal(params: dict, rng: np.random.Generator, skip=()) -> None:
     """
     for key, w in params.items():
         if key.endswith(".W") and key not in skip:
-            std = math.sqrt(2.0 / int(np.prod(w.shape[1:])))
+            std = math.sqrt(2.0 / math.prod(w.shape[1:]))
             w[...] = rng_normal(rng, w.shape, std, xp=get_array_module(w), dtype=w.dtype)
 
 
