@@ -34,6 +34,7 @@ from overfeat_np.regressor import build_regressor, regression_loss
 from overfeat_np.scales import detection_scales
 from overfeat_np.train import TrainConfig, default_transforms, train
 
+pytestmark = pytest.mark.gpu  # `pytest -m gpu` (benchmarks/gpu_check.py) runs these with the other GPU tests
 double_only = pytest.mark.skipif(not DOUBLE, reason="tests the CPU double itself (a real GPU is visible)")
 LESSONS = pathlib.Path(__file__).resolve().parent.parent / "lessons"
 
@@ -330,3 +331,18 @@ def test_a_lesson_cell_runs_on_the_gpu_backend():
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     ref = ns["build_model"](TrainConfig(model="small"), num_classes=6)
     _same(small.forward(small.xp.asarray(x))[0], ref.forward(x)[0])
+
+
+def test_gpu_check_script_runs_end_to_end_on_the_double():
+    """benchmarks/gpu_check.py, tiny and on the double: every row of its table comes out."""
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    res = subprocess.run([sys.executable, str(script), "--double", "--small", "--no-tests"], check=False,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "CPU double" in out and out.count("rel. error") == 19  # every layer but dropout
+    assert re.search(r"features.0 Conv2D\s+forward 0.0e\+00  backward 0.0e\+00", out)  # same NumPy operations
+    for row in ("train fast, batch 4", "train accurate, batch 4", "fine stride", "scales + flips", "memory pool"):
+        assert row in out, row
