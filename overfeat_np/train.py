@@ -44,15 +44,23 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from . import models
+from . import distributed, models
 from .backend import get_backend, on_cpu, to_numpy
-from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    restore_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
 from .data import DataLoader, EvalTransform, TrainTransform
 from .data.batch import unpack_batch
 from .data.transforms import normalize_batch
@@ -95,6 +103,7 @@ class TrainConfig:
     keep_epoch_checkpoints: bool = False  # also keep epoch_NNN.npz
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
     progress: bool = True  # tqdm progress bars
+    distributed: bool = False  # data parallel over the ranks of an mpiexec job (`distributed`)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -129,6 +138,7 @@ class History:
     global_step: int = 0
     finished: bool = False  # False when max_steps stopped the run early
     out_dir: str | None = None
+    rank: int = 0  # this process's rank in a data-parallel run (only rank 0 writes)
 
     @property
     def final(self) -> dict:
@@ -264,6 +274,12 @@ class _Loop:
     sums: dict = field(default_factory=_zero_sums)
     history: History | None = None
     normalization: tuple | None = None  # (mean, std) of uint8 batches normalised on the device
+    comm: object = field(default_factory=distributed.Local)  # gradients averaged over ranks
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes logs, checkpoints and weights (rank 0 only)."""
+        return self.config.out_dir is not None and self.comm.rank == 0
 
 
 def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transforms=None,
@@ -279,8 +295,19 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     the caller's (`viz.plot_run`).
     """
     loop = _start(config, train_set, model, classes)
+    if config.distributed:
+        _join(loop, train_set)
+    try:
+        return _train(loop, config, train_set, val_set, resume, transforms, on_step)
+    except Exception as exc:
+        if loop.comm.size > 1:  # the other ranks would wait for this one forever: end them all
+            loop.comm.abort(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _train(loop: _Loop, config: TrainConfig, train_set, val_set, resume, transforms, on_step) -> History:
     _resume_state(loop, resume)
-    loop.history = History(model=loop.model, global_step=loop.step, out_dir=config.out_dir)
+    loop.history = History(model=loop.model, global_step=loop.step, out_dir=config.out_dir, rank=loop.comm.rank)
     if config.max_steps is not None and loop.step >= config.max_steps:
         return loop.history  # resumed at or past the requested stop: nothing to do
     if loop.log_path and os.path.exists(loop.log_path):
@@ -292,7 +319,8 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
     if getattr(train_tf, "uint8", False):
         loop.normalization = (train_tf.mean, train_tf.std)
     with contextlib.ExitStack() as stack:  # closes the loaders' workers and restores the BLAS
-        loader, val_loader = _loaders(config, train_set, val_set, train_tf, eval_tf, stack)
+        loader, val_loader = _loaders(config, train_set, val_set, train_tf, eval_tf, stack,
+                                      (loop.comm.rank, loop.comm.size))
         stack.enter_context(limit_blas(blas_threads_for(config)))
         while loop.epoch < config.epochs:
             timing = _run_epoch(loop, loader, on_step)
@@ -303,9 +331,23 @@ def train(config: TrainConfig, train_set, val_set=None, *, resume=None, transfor
             _log_epoch(loop, record)
             _next_epoch(loop)
     loop.history.global_step, loop.history.finished = loop.step, True
-    if config.out_dir is not None:
+    if loop.writes:
         save_weights(loop.model, os.path.join(config.out_dir, "weights.npz"))
     return loop.history
+
+
+def _join(loop: _Loop, train_set):
+    """Become one rank of a data-parallel job: the communicator, checks that every rank runs the
+    same thing, and dropout masks of its own, reproducible from (seed, rank)."""
+    comm = loop.comm = distributed.init(loop.xp)
+    distributed.shard_size(loop.config.batch_size, comm.size)
+    same = {k: v for k, v in loop.config.to_dict().items() if k not in ("progress", "workers", "blas_threads")}
+    comm.check_same("the training configuration", same)
+    comm.check_same("the model", loop.model.config.to_dict())
+    comm.check_same("the training set's size and classes", (len(train_set), list(loop.classes)))
+    if comm.rank:
+        for i, layer in enumerate(loop.model.dropout_layers):
+            layer.rng = np.random.default_rng([loop.config.seed, comm.rank, i])
 
 
 def _start(config: TrainConfig, train_set, model, classes) -> _Loop:
@@ -334,7 +376,7 @@ def _resume_state(loop: _Loop, resume):
     """Continue from a checkpoint (a path, or True for out_dir/latest.npz): weights, optimizer,
     schedule, dropout generators, position, and the log cut back to it. Else start a fresh log."""
     if not resume:
-        if loop.log_path and os.path.exists(loop.log_path):
+        if loop.writes and loop.log_path and os.path.exists(loop.log_path):
             os.remove(loop.log_path)  # a fresh run in an old folder starts a fresh log
         return
     path = loop.latest if resume is True else os.fspath(resume)
@@ -350,14 +392,30 @@ def _resume_state(loop: _Loop, resume):
     st = ckpt["state"]
     loop.epoch, loop.batch, loop.step = int(st["epoch"]), int(st["batch"]), int(st["global_step"])
     loop.sums = dict(st.get("sums", _zero_sums()))
-    if loop.log_path:
+    _restore_rank_rngs(loop, st, path)
+    if loop.writes and loop.log_path:
         _truncate_log(loop.log_path, loop.step)
 
 
-def _loaders(config: TrainConfig, train_set, val_set, train_tf, eval_tf, stack) -> tuple:
-    """(training loader, validation loader or None), closed when `stack` closes."""
+def _restore_rank_rngs(loop: _Loop, state: dict, path):
+    """Each rank's dropout generators from a data-parallel checkpoint (rank 0's are the model's)."""
+    saved = state.get("ranks", 1)
+    if saved != loop.comm.size:
+        print(f"overfeat-np: {path} was written by {saved} rank(s), this run has {loop.comm.size}: the "
+              "batches stay the same, the dropout masks of ranks other than 0 do not, so the run is not "
+              f"bit-identical to an uninterrupted one; resume with mpiexec -n {saved} to keep it so",
+              file=sys.stderr)
+        return
+    if loop.comm.rank:
+        set_rng_states(loop.model, state["rank_rngs"][loop.comm.rank])
+        loop.sums = dict(state["rank_sums"][loop.comm.rank])
+
+
+def _loaders(config: TrainConfig, train_set, val_set, train_tf, eval_tf, stack, shard=(0, 1)) -> tuple:
+    """(training loader, validation loader or None), closed when `stack` closes; shard = (rank,
+    ranks): this rank's share of every batch."""
     loader = DataLoader(train_set, config.batch_size, train_tf, shuffle=True, seed=config.seed,
-                        num_workers=config.workers)
+                        num_workers=config.workers, shard=shard)
     stack.callback(loader.close)
     if len(loader) == 0:
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
@@ -365,7 +423,7 @@ def _loaders(config: TrainConfig, train_set, val_set, train_tf, eval_tf, stack) 
     if val_set is None or not config.eval_every:
         return loader, None
     val_loader = DataLoader(val_set, config.batch_size, eval_tf, shuffle=False, seed=config.seed,
-                            num_workers=config.workers, drop_last=False)
+                            num_workers=config.workers, drop_last=False, shard=shard)
     stack.callback(val_loader.close)
     return loader, val_loader
 
@@ -381,10 +439,16 @@ def _host_sums(sums: dict) -> dict:
 
 
 def _checkpoint(loop: _Loop, path=None):
-    """Save the run at its current position to `path` (default out_dir/latest.npz)."""
+    """Save the run at its current position to `path` (default out_dir/latest.npz); rank 0 writes,
+    with every rank's dropout generators."""
     if loop.config.out_dir is None:
         return
+    ranks = loop.comm.gather_objects((rng_states(loop.model), _host_sums(loop.sums)))  # every rank takes part
+    if not loop.writes:
+        return
     state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": _host_sums(loop.sums)}
+    if loop.comm.size > 1:  # absent: one process
+        state.update(ranks=loop.comm.size, rank_rngs=[r[0] for r in ranks], rank_sums=[r[1] for r in ranks])
     save_checkpoint(path or loop.latest, loop.model, loop.optimizer, loop.schedule, state,
                     loop.config.to_dict(), loop.classes)
 
@@ -416,7 +480,7 @@ def _train_step(loop: _Loop, batch: dict, lr: float) -> tuple:
     if on_cpu(loop.xp) and not math.isfinite(loss):  # free on the host: stop at the step itself
         raise _loss_error(loss, f"at step {loop.step + 1}", lr)
     _, grads = loop.model.backward(dlogits, cache)
-    loop.optimizer.step(grads, lr=lr)
+    loop.optimizer.step(loop.comm.allreduce_mean(grads), lr=lr)
     return loss, (logits.argmax(axis=1) == labels).sum()
 
 
@@ -424,6 +488,12 @@ def _read_log_values(loop: _Loop, loss, correct, lr: float) -> tuple:
     """(loss, correct) of this step as host numbers: a log step's one synchronisation. On a GPU
     the epoch's loss sum is read with them; if it is no longer finite the run stops here."""
     xp = loop.xp
+    if loop.comm.size > 1:  # the global batch's: every rank's share, summed over ranks
+        n, b = loop.config.batch_size // loop.comm.size, loop.config.batch_size
+        total, hits = loop.comm.sum_values([float(loss) * n, float(correct)])
+        if not math.isfinite(total):
+            raise _loss_error(total / b, f"at step {loop.step} on some rank", lr)
+        return total / b, hits * n / b  # correct / n (this rank's count) = the global accuracy
     if on_cpu(xp):
         return float(loss), int(correct)
     host = to_numpy(xp.stack([loss, correct.astype(xp.float64), xp.asarray(loop.sums["loss"], dtype=xp.float64)]))
@@ -442,7 +512,7 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
     lr = loop.schedule.lr_at(loop.epoch)
     t0, seen = time.perf_counter(), 0
     bar = tqdm(total=len(loader), initial=loop.batch, desc=f"epoch {loop.epoch + 1}/{cfg.epochs}",
-               disable=not cfg.progress, dynamic_ncols=True)
+               disable=not cfg.progress or loop.comm.rank > 0, dynamic_ncols=True)
     with bar:
         for batch in loader.batches(loop.epoch, loop.batch):
             loss, correct = _train_step(loop, batch, lr)
@@ -461,7 +531,7 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / n:.2f}", img_s=f"{ips:.0f}", lr=f"{lr:g}")
                 record.update(loss=loss, acc=correct / n, images_per_s=ips)
                 loop.history.steps.append(record)
-                if loop.log_path:
+                if loop.writes and loop.log_path:
                     _append_jsonl(loop.log_path, record)
             if cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0:
                 _checkpoint(loop)
@@ -477,6 +547,8 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
 def _epoch_record(loop: _Loop, lr: float, images_per_s: float, skipped: int) -> dict:
     """The log record of the epoch just trained (averages over the whole epoch, resumed or not)."""
     sums = _host_sums(loop.sums)
+    if loop.comm.size > 1:  # the epoch's sums over every rank's share
+        sums = dict(zip(("loss", "correct", "seen"), loop.comm.sum_values([sums["loss"], sums["correct"], sums["seen"]])))
     seen = max(sums["seen"], 1)
     return {"kind": "epoch", "global_step": loop.step, "epoch": loop.epoch, "lr": lr,
             "train_loss": sums["loss"] / seen, "train_acc": sums["correct"] / seen,
@@ -487,14 +559,18 @@ def _evaluate_epoch(loop: _Loop, val_loader, record: dict):
     """Add val_top1 / val_top5 / val_loss to the epoch record every `eval_every` epochs."""
     if val_loader is not None and (loop.epoch + 1) % loop.config.eval_every == 0:
         ev = evaluate(loop.model, val_loader)
+        if loop.comm.size > 1:  # each rank evaluated its share of the validation set
+            n = ev["count"]
+            t1, t5, loss, count = loop.comm.sum_values([ev["top1"] * n, ev["top5"] * n, ev["loss"] * n, n])
+            ev = {"top1": t1 / count, "top5": t5 / count, "loss": loss / count}
         record.update(val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"])
 
 
 def _log_epoch(loop: _Loop, record: dict):
     loop.history.epochs.append(record)
-    if loop.log_path:
+    if loop.writes and loop.log_path:
         _append_jsonl(loop.log_path, record)
-    if loop.config.progress:
+    if loop.config.progress and loop.comm.rank == 0:
         tqdm.write(_epoch_line(record, loop.config.epochs))
 
 

@@ -35,6 +35,9 @@ def _train_args(p):
                    help="continue from OUT/latest.npz (or the given checkpoint) exactly where it stopped")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (with a checkpoint)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of `mpiexec -n N` (MPI on CPUs, NCCL on GPUs): each rank "
+                        "takes 1/N of every --batch-size batch; needs pip install -e \".[mpi]\"")
 
 
 def _config(args) -> TrainConfig:
@@ -56,7 +59,8 @@ def _config(args) -> TrainConfig:
     # TrainConfig keeps the backend's name: the config is saved as JSON in every checkpoint.
     return TrainConfig.from_dict({**base, **given, "backend": backend_name(args.xp), "out_dir": args.out,
                                   "seed": args.seed, "workers": args.workers,
-                                  "blas_threads": args.blas_threads, "progress": not args.no_progress})
+                                  "blas_threads": args.blas_threads, "progress": not args.no_progress,
+                                  "distributed": args.distributed})
 
 
 @command("train", "train an OverFeat classifier (Section 3), resumable", _train_args)
@@ -65,6 +69,8 @@ def cmd_train(args):
     input_size = build_config(cfg.model, input_size=cfg.input_size).input_size
     train_set, val_set, transforms = classification_data(args, input_size)
     history = train(cfg, train_set, val_set, resume=args.resume, transforms=transforms)
+    if history.rank:
+        return 0  # rank 0 of a data-parallel run draws and reports
     if history.finished:
         plot_run(args.out, history.model)  # curves.png, filters.png
     final = history.final

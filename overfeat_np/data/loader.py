@@ -40,6 +40,8 @@ class DataLoader:
     calling process, no prefetch). prefetch: batches queued per worker. drop_last: drop the
     final short batch. mp_context: multiprocessing start method (default forkserver on Linux,
     spawn elsewhere; "fork" starts fastest but is unsafe with threads or CUDA in the parent).
+    shard: (rank, ranks) for data-parallel training: each batch is this rank's share of the
+    global batch of `batch_size` (`distributed`).
 
     A batch is a dict: x float32 (N, 3, H, W), labels int64 (N,), boxes [N arrays (k, 4)],
     box_labels [N arrays (k,) int64], indices int64 (N,). With a transform that hands out uint8
@@ -55,7 +57,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int, transform=None, shuffle: bool = True,
                  seed: int = 0, num_workers: int = 0, prefetch: int = 2,
-                 drop_last: bool = True, mp_context: str | None = None):
+                 drop_last: bool = True, mp_context: str | None = None, shard: tuple = (0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0 or prefetch < 1:
@@ -70,6 +72,9 @@ class DataLoader:
         self.prefetch = int(prefetch)
         self.drop_last = drop_last
         self.mp_context = mp_context or _default_context()
+        self.shard = (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError(f"shard must be (rank, ranks) with 0 <= rank < ranks, got {shard}")
         self.epoch = 0
         self.skipped_paths: list[str] = []
         self._workers = None
@@ -91,9 +96,12 @@ class DataLoader:
         return np.random.default_rng([self.seed, epoch]).permutation(n).astype(np.int64)
 
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
-        """The index arrays of the len(self) batches of epoch `epoch`."""
+        """The index arrays of the len(self) batches of epoch `epoch`: with shard = (rank, ranks),
+        this rank's contiguous share of every global batch (the batches of one process, split)."""
         order = self.order(epoch)
-        return [order[j * self.batch_size:(j + 1) * self.batch_size] for j in range(len(self))]
+        batches = [order[j * self.batch_size:(j + 1) * self.batch_size] for j in range(len(self))]
+        rank, ranks = self.shard
+        return batches if ranks == 1 else [np.array_split(b, ranks)[rank] for b in batches]
 
     def __iter__(self):
         epoch = self.epoch
