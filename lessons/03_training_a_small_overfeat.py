@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from overfeat_np.accounting import count_connections, count_parameters, describe, format_description
-from overfeat_np.data import SyntheticShapes
+from overfeat_np.data import DataLoader, SyntheticShapes
+from overfeat_np.losses import softmax_cross_entropy
 from overfeat_np.models import accurate_config, fast_config
 from overfeat_np.train import TrainConfig, build_model, default_transforms, train
 from overfeat_np.viz import plot_filters, plot_history, plot_predictions
@@ -202,6 +203,53 @@ print("bit-identical weights:", same)
 assert same and resumed.global_step == straight.global_step == 40
 
 # %% [markdown]
+# ## 7. More than one process: data parallelism
+#
+# The fast model needs about 1.9e18 floating-point operations for 90 ImageNet epochs: weeks on a
+# CPU, a day or more on one GPU. Data parallelism spreads each step over N processes ("ranks"),
+# each holding the whole model: rank r computes the gradient on its 1/N of the global batch, the
+# N gradients are averaged (one *allreduce*, by MPI or NCCL), and every rank applies the same SGD
+# update, so the weights stay identical without ever being sent. Why this is the same step as one
+# process on the whole batch: the loss is a mean over the batch, so its gradient is the mean of
+# the per-example gradients, and the mean of N equal-sized shards' means is the mean of all.
+#
+# Below, the two "ranks" are two calls in this notebook, each on its share of a batch as
+# `DataLoader(shard=(rank, 2))` hands it out; the averaged gradient matches the whole batch's.
+
+# %%
+net = build_model(tiny(None), 6)
+whole_idx = DataLoader(small_data, 16, eval_tf, seed=1).batch_indices(0)[0]
+shard_idx = [DataLoader(small_data, 16, eval_tf, seed=1, shard=(r, 2)).batch_indices(0)[0] for r in (0, 1)]
+print("global batch:", whole_idx, "\nrank 0:", shard_idx[0], "\nrank 1:", shard_idx[1])
+
+
+def gradient(indices):
+    x = np.stack([eval_tf(small_data[int(i)], None)[0] for i in indices])
+    y = np.array([small_data[int(i)]["label"] for i in indices])
+    logits, cache = net.forward(x, train=False)  # train=False: no dropout, so the comparison is exact maths
+    _, d = softmax_cross_entropy(logits, y)
+    return net.backward(d, cache)[1]
+
+
+g_whole = gradient(whole_idx)
+g_ranks = [gradient(i) for i in shard_idx]
+worst = max(float(np.abs((g_ranks[0][k] + g_ranks[1][k]) / 2 - g_whole[k]).max() / (np.abs(g_whole[k]).max() + 1e-12))
+            for k in g_whole)
+print(f"largest difference, averaged rank gradients vs the whole batch's: {worst:.1e} of the gradient's size")
+assert worst < 1e-4  # the same numbers up to float32 summation order
+
+# %% [markdown]
+# On real processes it is one flag; rank 0 writes the log and checkpoints:
+#
+# ```bash
+# pip install -e ".[mpi]"
+# mpiexec -n 2 overfeat-np train --synthetic 2000 --batch-size 64 --distributed --out runs/dp
+# ```
+#
+# `tests/test_distributed.py` runs exactly that comparison over MPI: two ranks against one process
+# with the whole batch, after several steps.
+
+# %% [markdown]
 # ## Summary
 #
 # - Section 3's recipe is SGD with momentum 0.6, weight decay 1e-5, lr 5e-2 halved on a schedule,
@@ -215,6 +263,8 @@ assert same and resumed.global_step == straight.global_step == 40
 # - A checkpoint that holds every piece of state, written atomically, makes an interrupted run
 #   resumable with bit-identical results; the command line does the same with
 #   `overfeat-np train ... --resume`.
+# - Data parallelism averages the gradients of N shards of one batch: the same step as one
+#   process on the whole batch, on N processes (`--distributed` under `mpiexec`).
 #
 # ## Exercises
 #
