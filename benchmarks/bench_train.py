@@ -18,7 +18,7 @@
     every access (no cache: about 0.5 ms of CPU per 72x72 image), and "cached", the steady state
     of the demo, CLI and lessons, which use `SyntheticShapes(cache=True)` (every image drawn once,
     then only cropped, flipped and normalised). Two BLAS settings: all cores, and `train`'s
-    default with workers, the cores the workers leave free (`train.blas_threads_for`): on two
+    default (`train.blas_threads_for`, the package policy `blas`: one thread whatever the workers): on two
     cores, two BLAS threads next to two loader processes make every GEMM wait for a descheduled
     thread. Per setting: ms per step, the mean time the loop waits for its next batch, images/s,
     and images/s as a fraction of the model alone (all cores, no loader).
@@ -46,6 +46,7 @@ import numpy as np
 
 from overfeat_np import functional
 from overfeat_np import train as train_module
+from overfeat_np.blas import available_cores, limit_blas
 from overfeat_np.data import DataLoader, SyntheticShapes
 from overfeat_np.layers import Conv2D, Linear
 from overfeat_np.losses import softmax_cross_entropy
@@ -54,11 +55,9 @@ from overfeat_np.models import overfeat_fast
 from overfeat_np.optim import SGD
 from overfeat_np.train import (
     TrainConfig,
-    available_cores,
     blas_threads_for,
     build_model,
     default_transforms,
-    limit_blas,
     train,
 )
 
@@ -245,7 +244,7 @@ def bench_small(steps: int, reps: int, batch: int = 32, workers=(0, 1, 2)):
         for name, data in datas.items():
             for label, threads in blas.items():
                 for w in workers:
-                    if label == "train's default" and blas_threads_for(TrainConfig(workers=w)) is None:
+                    if label == "train's default" and blas_threads_for(TrainConfig(workers=w)) == cores:
                         continue  # the same as all cores
                     t, wait = with_loader(data, w, threads)
                     key = (name, label, w)

@@ -49,11 +49,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import distributed, models
 from .backend import get_backend, on_cpu, to_numpy
+from .blas import default_threads, limit_blas
 from .checkpoint import (
     load_checkpoint,
     restore_checkpoint,
@@ -95,7 +95,7 @@ class TrainConfig:
     seed: int = 0  # model init, data order, augmentation, dropout
     backend: str = "numpy"  # "numpy" or "cupy" (a name: the config is saved as JSON in checkpoints)
     workers: int = 0  # data loader worker processes (0: load in the training process)
-    blas_threads: int | None = None  # BLAS threads of the training process; None: see blas_threads_for
+    blas_threads: int | None = None  # BLAS threads of the training process; None: the policy's (`blas`)
     out_dir: str | None = "runs/train"  # None: write nothing (no log or checkpoints)
     eval_every: int = 1  # evaluate on the validation set every this many epochs (0: never)
     log_every: int = 10  # steps between step records in log.jsonl
@@ -219,36 +219,11 @@ def _truncate_log(path, global_step: int):
         f.writelines(keep)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def blas_threads_for(config: TrainConfig) -> int | None:
-    """How many BLAS threads the training process should use: `config.blas_threads` if set;
-    else, when loader worker processes feed a NumPy model, the cores the workers leave free (at
-    least 1); else None (leave the BLAS as it is, all cores).
-
-    Why: the workers and the BLAS threads must not outnumber the cores. On 2 cores, 2 workers next
-    to OpenBLAS's 2 spinning threads make every GEMM wait for a descheduled thread: the small
-    model's step with 2 workers drawing fresh images takes 26.5 ms with 2 BLAS threads and 16.8 ms
-    with 1 (`benchmarks/bench_train.py`).
-    """
-    if config.blas_threads is not None:
-        return int(config.blas_threads)
-    if config.workers > 0 and config.backend == "numpy":
-        return max(1, available_cores() - config.workers)
-    return None
-
-
-def limit_blas(threads: int | None):
-    """Context manager: this process's BLAS limited to `threads` inside it (None: no change)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    return threadpool_limits(threads, user_api="blas")
+def blas_threads_for(config: TrainConfig) -> int:
+    """The BLAS threads of the training process: `config.blas_threads` if set, else the package's
+    policy (`blas.default_threads`: one, whatever the loader workers). Recorded in checkpoints:
+    the float rounding of every GEMM, and so the weights, depend on it."""
+    return int(config.blas_threads) if config.blas_threads is not None else default_threads()
 
 
 def _zero_sums() -> dict:
@@ -388,6 +363,7 @@ def _resume_state(loop: _Loop, resume):
         if key in saved and saved[key] != getattr(loop.config, key):
             raise ValueError(f"cannot resume {path}: it was trained with {key}={saved[key]}, this run "
                              f"has {key}={getattr(loop.config, key)}; use the same value or a new out_dir")
+    _warn_if_rounding_changes(loop.config, saved, path)
     restore_checkpoint(ckpt, loop.model, loop.optimizer, loop.schedule)
     st = ckpt["state"]
     loop.epoch, loop.batch, loop.step = int(st["epoch"]), int(st["batch"]), int(st["global_step"])
@@ -395,6 +371,18 @@ def _resume_state(loop: _Loop, resume):
     _restore_rank_rngs(loop, st, path)
     if loop.writes and loop.log_path:
         _truncate_log(loop.log_path, loop.step)
+
+
+def _warn_if_rounding_changes(config: TrainConfig, saved: dict, path):
+    """Say so when the resumed run will round differently from the one that wrote `path`."""
+    threads, before = blas_threads_for(config), saved.get("blas_threads")
+    if before is not None and before != threads:
+        print(f"overfeat-np: {path} was trained with {before} BLAS thread(s), this run uses {threads}: GEMMs round "
+              "differently, so the weights will not be bit-identical to an uninterrupted run; pass "
+              f"--blas-threads {before} (TrainConfig.blas_threads={before}) to keep them so", file=sys.stderr)
+    if saved.get("backend", config.backend) != config.backend:
+        print(f"overfeat-np: {path} was trained on {saved['backend']}, this run uses {config.backend}: the run "
+              "continues, but not bit-identically", file=sys.stderr)
 
 
 def _restore_rank_rngs(loop: _Loop, state: dict, path):
@@ -449,8 +437,9 @@ def _checkpoint(loop: _Loop, path=None):
     state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": _host_sums(loop.sums)}
     if loop.comm.size > 1:  # absent: one process
         state.update(ranks=loop.comm.size, rank_rngs=[r[0] for r in ranks], rank_sums=[r[1] for r in ranks])
-    save_checkpoint(path or loop.latest, loop.model, loop.optimizer, loop.schedule, state,
-                    loop.config.to_dict(), loop.classes)
+    # The thread count as resolved: a resumed run needs the same one to stay bit-identical.
+    config = {**loop.config.to_dict(), "blas_threads": blas_threads_for(loop.config)}
+    save_checkpoint(path or loop.latest, loop.model, loop.optimizer, loop.schedule, state, config, loop.classes)
 
 
 def _on_model(loop: _Loop, batch: dict) -> tuple:

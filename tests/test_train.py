@@ -264,20 +264,45 @@ def test_gpu_runs_with_dropout_are_reproducible_and_resume_exactly(tmp_path, tin
         np.testing.assert_array_equal(resumed[k], runs[0][k], err_msg=k)
 
 
-# --- BLAS threads next to loader workers ----------------------------------------------------------
-def test_blas_threads_leave_the_workers_their_cores(monkeypatch):
-    from overfeat_np import train as train_module
+# --- BLAS threads: one policy, recorded, independent of the loader workers ----------------------------
+def test_blas_threads_policy_is_one_thread_unless_asked(monkeypatch):
+    from overfeat_np.train import blas_threads_for
 
-    monkeypatch.setattr(train_module, "available_cores", lambda: 2)
-    assert train_module.blas_threads_for(TrainConfig(workers=0)) is None  # nothing competes: all cores
-    assert train_module.blas_threads_for(TrainConfig(workers=2)) == 1  # never below one
-    assert train_module.blas_threads_for(TrainConfig(workers=1)) == 1
-    monkeypatch.setattr(train_module, "available_cores", lambda: 16)
-    assert train_module.blas_threads_for(TrainConfig(workers=4)) == 12
-    assert train_module.blas_threads_for(TrainConfig(workers=4, blas_threads=3)) == 3
-    assert train_module.blas_threads_for(TrainConfig(workers=4, backend="cupy")) is None
+    monkeypatch.delenv("OVERFEAT_BLAS_THREADS", raising=False)
+    for workers in (0, 1, 4):  # the loader never changes the count, so it never changes the weights
+        assert blas_threads_for(TrainConfig(workers=workers)) == 1
+    assert blas_threads_for(TrainConfig(workers=4, blas_threads=3)) == 3
+    monkeypatch.setenv("OVERFEAT_BLAS_THREADS", "2")
+    assert blas_threads_for(TrainConfig()) == 2
+    monkeypatch.setenv("OVERFEAT_BLAS_THREADS", "two")
+    with pytest.raises(ValueError, match="OVERFEAT_BLAS_THREADS='two' must be a whole number >= 1"):
+        blas_threads_for(TrainConfig())
     with pytest.raises(ValueError, match="blas_threads"):
         TrainConfig(blas_threads=0)
+
+
+def test_workers_do_not_change_the_weights(tmp_path, tiny_data):
+    train_set, _ = tiny_data
+    runs = [_weights(train(_tiny_run(tmp_path / f"w{w}", max_steps=4, eval_every=0, workers=w), train_set,
+                           transforms=SYNTH_TF).model) for w in (0, 2)]
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[1][k], runs[0][k], err_msg=k)
+
+
+def test_resume_records_the_thread_count_and_warns_when_it_changes(tmp_path, tiny_data, capsys):
+    train_set, _ = tiny_data
+    cfg = _tiny_run(tmp_path / "r", max_steps=2, eval_every=0, blas_threads=2)
+    train(cfg, train_set, transforms=SYNTH_TF)
+    assert load_checkpoint(tmp_path / "r" / "latest.npz")["train_config"]["blas_threads"] == 2
+    capsys.readouterr()
+    train(TrainConfig(**{**cfg.to_dict(), "max_steps": 3, "blas_threads": 1}), train_set, transforms=SYNTH_TF,
+          resume=True)
+    err = capsys.readouterr().err
+    assert "trained with 2 BLAS thread(s), this run uses 1" in err and "--blas-threads 2" in err
+    # the checkpoint at step 3 was written with 1 thread; resuming with 1 is silent
+    train(TrainConfig(**{**cfg.to_dict(), "max_steps": 4, "blas_threads": 1}), train_set, transforms=SYNTH_TF,
+          resume=True)
+    assert "BLAS" not in capsys.readouterr().err
 
 
 def test_training_runs_with_the_blas_limited_and_restores_it():

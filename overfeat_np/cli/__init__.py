@@ -27,9 +27,9 @@ import os
 import sys
 
 from ..backend import BackendError, get_backend
+from ..blas import default_threads, limit_blas
 from ..data import CorruptImageError
 from ..memory import reuse_freed_memory
-from ..train import limit_blas
 from . import classify, demo, detect, evaluate, features, localize, train  # noqa: F401  (register)
 from .options import add_compute
 from .registry import COMMANDS, PROG, CLIError, command
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         # Resolved once, before any work (with the install hint); below here only the module travels.
         args.xp = get_backend(vars(args).pop("backend"))
         reuse_freed_memory()  # this process is ours: keep freed blocks instead of unmapping them
-        with limit_blas(args.blas_threads):
+        with limit_blas(args.blas_threads or default_threads()):  # one policy for every subcommand
             return COMMANDS[args.command].run(args) or 0
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -60,8 +60,9 @@ def add_compute(p):
     """--backend, --blas-threads, --no-progress: every subcommand computes, so every one has them."""
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (CPU, default) or cupy (NVIDIA GPU)")
     p.add_argument("--blas-threads", type=positive_int, metavar="N",
-                   help="BLAS threads of this process (default: the BLAS's own, all cores; train with "
-                        "--workers: the cores the workers leave free)")
+                   help="BLAS threads of this process (default 1, or $OVERFEAT_BLAS_THREADS: safe on a busy "
+                        "machine and repeatable; more for a big model on idle cores; train --resume: the count "
+                        "the run was trained with)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -47,6 +47,7 @@ def _config(args) -> TrainConfig:
              "weight_decay": args.weight_decay, "checkpoint_every": args.checkpoint_every,
              "max_steps": args.max_steps,
              "milestones": args.milestones}
+    given["blas_threads"] = args.blas_threads  # unset on --resume: the count the run was trained with
     given = {k: v for k, v in given.items() if v is not None}
     base = {}
     if args.resume:
@@ -59,7 +60,7 @@ def _config(args) -> TrainConfig:
     # TrainConfig keeps the backend's name: the config is saved as JSON in every checkpoint.
     return TrainConfig.from_dict({**base, **given, "backend": backend_name(args.xp), "out_dir": args.out,
                                   "seed": args.seed, "workers": args.workers,
-                                  "blas_threads": args.blas_threads, "progress": not args.no_progress,
+                                  "progress": not args.no_progress,
                                   "distributed": args.distributed})
 
 
