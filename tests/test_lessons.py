@@ -29,12 +29,24 @@ def test_notebook_in_sync_with_source(path):
     )
 
 
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @pytest.mark.lesson
+@pytest.mark.parametrize("threads", ["pinned", "default"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_lesson_runs(path, tmp_path, monkeypatch):
+def test_lesson_runs(path, threads, tmp_path, monkeypatch):
+    """Each lesson passes with one BLAS thread (as the rest of the suite) and with the BLAS's own
+    default (all cores, next to the other test worker: a busy machine), so no lesson depends on
+    the thread count to pass."""
     from nbclient import NotebookClient
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    for var in BLAS_VARS:  # the kernel inherits this environment
+        if threads == "pinned":
+            monkeypatch.setenv(var, "1")
+        else:
+            monkeypatch.delenv(var, raising=False)
     nb = nbformat.read(path, as_version=4)
     # Lessons write their pictures and checkpoints into the working directory.
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
