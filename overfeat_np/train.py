@@ -44,7 +44,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -250,6 +252,7 @@ class _Loop:
     history: History | None = None
     normalization: tuple | None = None  # (mean, std) of uint8 batches normalised on the device
     comm: object = field(default_factory=distributed.Local)  # gradients averaged over ranks
+    interrupted: object = bool  # () -> True once Ctrl-C has been pressed (`_interrupt_between_steps`)
 
     @property
     def writes(self) -> bool:
@@ -294,6 +297,7 @@ def _train(loop: _Loop, config: TrainConfig, train_set, val_set, resume, transfo
     if getattr(train_tf, "uint8", False):
         loop.normalization = (train_tf.mean, train_tf.std)
     with contextlib.ExitStack() as stack:  # closes the loaders' workers and restores the BLAS
+        loop.interrupted = stack.enter_context(_interrupt_between_steps())
         loader, val_loader = _loaders(config, train_set, val_set, train_tf, eval_tf, stack,
                                       (loop.comm.rank, loop.comm.size))
         stack.enter_context(limit_blas(blas_threads_for(config)))
@@ -309,6 +313,21 @@ def _train(loop: _Loop, config: TrainConfig, train_set, val_set, resume, transfo
     if loop.writes:
         save_weights(loop.model, os.path.join(config.out_dir, "weights.npz"))
     return loop.history
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps():
+    """Ctrl-C while training takes effect between two steps, never inside one (an SGD update half
+    applied would leave weights no checkpoint describes). Yields () -> whether it was pressed."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield bool
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _join(loop: _Loop, train_set):
@@ -526,6 +545,10 @@ def _run_epoch(loop: _Loop, loader: DataLoader, on_step) -> tuple | None:
                 _checkpoint(loop)
             if on_step is not None:
                 on_step(record)
+            if loop.interrupted():  # Ctrl-C arrived during the step: keep the run, then stop
+                _checkpoint(loop)
+                where = f"; resume from {loop.latest}" if loop.writes else " (no out_dir: nothing was saved)"
+                raise KeyboardInterrupt(f"stopped after step {loop.step}{where}")
             if cfg.max_steps is not None and loop.step >= cfg.max_steps:
                 _checkpoint(loop)
                 loop.history.global_step = loop.step

@@ -66,8 +66,8 @@ def main(argv=None) -> int:
         reuse_freed_memory()  # this process is ours: keep freed blocks instead of unmapping them
         with limit_blas(args.blas_threads or default_threads()):  # one policy for every subcommand
             return COMMANDS[args.command].run(args) or 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # train saves the run first and says where (`train`)
+        print(f"{PROG}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except (CLIError, BackendError, FileNotFoundError, CorruptImageError, ValueError, FloatingPointError) as exc:
         return _fail(args, exc, str(exc), getattr(exc, "exit_code", 1))
