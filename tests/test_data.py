@@ -621,3 +621,27 @@ def test_normalize_and_mean_std():
     x = normalize(img, mean, std)
     assert x.shape == (3, 16, 16) and x.dtype == np.float32
     np.testing.assert_allclose(x.transpose(1, 2, 0) * std + mean, img, atol=1e-3)
+
+
+@pytest.mark.parametrize("rule", ["clip", "drop"])
+def test_boxes_outside_the_image_are_counted_and_reported(tmp_path, rule):
+    """Real annotations have boxes that leave the image: they are clipped or dropped as asked,
+    and never silently: box_counts and box_report() say how many."""
+    from overfeat_np.data import ImageFolderDataset, write_voc_xml
+
+    folder = tmp_path / "train" / "n00000001"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(folder / "a.png")
+    boxes = np.array([[5, 5, 20, 20], [-4, 10, 30, 30], [40, 30, 60, 45], [55, 0, 70, 10]], np.float32)
+    write_voc_xml(tmp_path / "Annotation" / "n00000001" / "a.xml", boxes, ["n00000001"] * 4, (50, 40))
+    ds = ImageFolderDataset(tmp_path, "train", outside_boxes=rule)
+    got = ds[0]["boxes"]
+    if rule == "clip":  # two clipped, one wholly outside (nothing left after clipping) dropped
+        np.testing.assert_array_equal(got, [[5, 5, 20, 20], [0, 10, 30, 30], [40, 30, 50, 40]])
+        assert ds.box_counts == {"read": 4, "outside": 3, "clipped": 2, "dropped": 1}
+        assert ds.box_report().startswith("3 of 4 boxes reached outside their image: 2 clipped, 1 dropped")
+    else:
+        np.testing.assert_array_equal(got, [[5, 5, 20, 20]])
+        assert ds.box_counts == {"read": 4, "outside": 3, "clipped": 0, "dropped": 3}
+    with pytest.raises(ValueError, match="outside_boxes must be one of"):
+        ImageFolderDataset(tmp_path, "train", outside_boxes="keep")

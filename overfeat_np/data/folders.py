@@ -38,6 +38,7 @@ from .imagenet_files import (
 from .sample import make_sample
 from .voc import parse_voc_xml
 
+OUTSIDE_BOXES = ("clip", "drop")
 LAYOUT_HELP = (
     "expected an ImageNet layout: <root>/train/<wnid>/*.JPEG, and for validation either "
     "<root>/val/<wnid>/*.JPEG or a flat <root>/val/*.JPEG with LOC_val_solution.csv or a "
@@ -75,19 +76,27 @@ class ImageFolderDataset:
     (e.g. 256); a JPEG at least twice as large is then decoded at 1/2, 1/4 or 1/8 of its size
     (image_io.decode_rgb), never below that side, and its boxes scaled to match. None (default)
     decodes every image in full. Set it only when a resize to at most that side follows.
+    outside_boxes: what to do with a box that reaches outside its image (real annotations have
+    them): "clip" it to the image (default) or "drop" it; either way it is counted in
+    `box_counts` and `box_report()` says how many (boxes left empty by clipping are dropped).
 
     Attributes: paths (n,), labels int64 (n,), wnids, classes (names), num_classes, layout
     ("folders", "csv" or "groundtruth").
     """
 
     def __init__(self, root, split: str = "train", class_list=None, with_boxes: bool = True,
-                 val_labels=None, devkit_meta=None, decode_min_side: int | None = None):
+                 val_labels=None, devkit_meta=None, decode_min_side: int | None = None,
+                 outside_boxes: str = "clip"):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.root = os.path.abspath(os.fspath(root))
         self.split = split
         self.with_boxes = with_boxes
         self.decode_min_side = decode_min_side
+        if outside_boxes not in OUTSIDE_BOXES:
+            raise ValueError(f"outside_boxes must be one of {OUTSIDE_BOXES}, got {outside_boxes!r}")
+        self.outside_boxes = outside_boxes
+        self.box_counts = {"read": 0, "outside": 0, "clipped": 0, "dropped": 0}  # boxes met so far
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"dataset root {self.root} does not exist; {LAYOUT_HELP}")
         split_dir = os.path.join(self.root, split)
@@ -281,9 +290,30 @@ class ImageFolderDataset:
             else:
                 boxes = boxes * np.float32(scale)
         h, w = shape[:2]
-        boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return boxes[keep], np.asarray(box_labels, np.int64)[keep]
+        limit = np.array([w, h, w, h], np.float32)
+        outside = ((boxes < 0) | (boxes > limit)).any(axis=1)
+        box_labels = np.asarray(box_labels, np.int64)
+        n = len(boxes)
+        if self.outside_boxes == "drop":
+            boxes, box_labels, outside = boxes[~outside], box_labels[~outside], outside[~outside]
+        boxes = np.clip(boxes, 0, limit)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # clipping can leave nothing
+        c = self.box_counts
+        c["read"] += n
+        c["outside"] += int(outside.sum()) + (n - len(outside))
+        c["clipped"] += int((outside & keep).sum())
+        c["dropped"] += n - int(keep.sum())
+        return boxes[keep], box_labels[keep]
+
+    def box_report(self) -> str:
+        """One line: how many of the boxes read so far reached outside their image, and what
+        became of them (the `outside_boxes` rule)."""
+        c = self.box_counts
+        if not c["outside"]:
+            return f"{c['read']} boxes read, none outside its image"
+        return (f"{c['outside']} of {c['read']} boxes reached outside their image: {c['clipped']} clipped, "
+                f"{c['dropped']} dropped (outside_boxes={self.outside_boxes!r}; 'drop' keeps only boxes that "
+                "lie inside)")
 
     def _xml_path(self, path, label):
         if self._ann_root is None:

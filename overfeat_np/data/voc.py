@@ -51,7 +51,9 @@ def parse_voc_xml(path):
         if bb is None:
             continue
         x1, y1, x2, y2 = (_number(bb, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((max(x1 - 1.0, 0.0), max(y1 - 1.0, 0.0), x2, y2))
+        # 1-based in the file; a 0 (some ImageNet XMLs) means the first pixel, a negative value
+        # lies outside the image and stays so (the dataset counts and clips or drops it)
+        boxes.append((x1 - 1.0 if x1 >= 1 or x1 < 0 else 0.0, y1 - 1.0 if y1 >= 1 or y1 < 0 else 0.0, x2, y2))
         names.append((obj.findtext("name") or "").strip())
     return np.array(boxes, np.float32).reshape(-1, 4), names, size
 
