@@ -7,7 +7,6 @@ import numpy as np
 from .image_io import CorruptImageError
 from .transforms import normalize
 
-
 _ALIGN = 8  # the labels' int64 bytes start on an 8-byte boundary of the packed buffer
 
 

@@ -21,7 +21,12 @@ import os
 from PIL import Image
 from tqdm import tqdm
 
-from .imagenet_files import write_class_list, write_devkit_meta, write_ground_truth, write_loc_solution
+from .imagenet_files import (
+    write_class_list,
+    write_devkit_meta,
+    write_ground_truth,
+    write_loc_solution,
+)
 from .voc import write_voc_xml
 
 VAL_LAYOUTS = ("csv", "groundtruth", "folders")
