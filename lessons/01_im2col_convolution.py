@@ -17,6 +17,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+from overfeat_np.exercises import check_im2col
 from overfeat_np.im2col import col2im, conv_outsize, im2col
 from overfeat_np.layers import Conv2D
 
@@ -89,6 +90,25 @@ for ax, grid in ((axes[0], tiny[0, 0]), (axes[2], cols)):
         ax.text(q, r, f"{v:.0f}", ha="center", va="center", color="w", fontsize=7)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### Your turn: write im2col
+#
+# Before reading on, write `im2col` yourself between the START and END lines: x (N, C, H, W) ->
+# the column matrix (C·kh·kw, OH·OW·N) with the rows and columns in the order above. Zero-pad x
+# first (`np.pad`), and loop over the kh·kw filter taps, not over pixels: for tap (i, j) the
+# numbers you need are one strided slice of the padded input. The cell after it checks your
+# function against the package's on four geometries and tells you what is wrong.
+
+# %%
+def my_im2col(x, kh, kw, stride=1, pad=0):
+    # START OF YOUR CODE
+    raise NotImplementedError
+    # END OF YOUR CODE
+
+
+# %%
+print(check_im2col(my_im2col))
 
 # %% [markdown]
 # Each row of the matrix is the image shifted by one filter tap (i, j); that is exactly how

@@ -21,6 +21,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from overfeat_np.exercises import check_maxpool_backward
 from overfeat_np.gradcheck import check_layer_gradients, numerical_gradient
 from overfeat_np.im2col import col2im, im2col
 from overfeat_np.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
@@ -104,6 +105,25 @@ plt.show()
 ties = np.ones((1, 1, 2, 2))
 y, cache = pool.forward(ties)
 print("gradient on a window of four equal values:\n", pool.backward(np.ones_like(y), cache)[0][0, 0])
+
+# %% [markdown]
+# ### Your turn: max pooling backward
+#
+# Write the backward pass of non-overlapping k x k max pooling between START and END: given the
+# input x (N, C, H, W) and the gradient dout of the pooled output (N, C, H//k, W//k), return dx,
+# shaped like x, with each window's gradient on its maximum and zeros elsewhere (rows and
+# columns beyond the last full window get zero too). Hint: reshape x into windows of k*k values
+# and use `argmax`. The check compares with the package on tie-free inputs.
+
+# %%
+def my_maxpool_backward(dout, x, k):
+    # START OF YOUR CODE
+    raise NotImplementedError
+    # END OF YOUR CODE
+
+
+# %%
+print(check_maxpool_backward(my_maxpool_backward))
 
 # %% [markdown]
 # ## 4. Convolution, through im2col

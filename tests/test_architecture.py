@@ -13,10 +13,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "overfeat_np"
 
 FLOORS = {
     # 1 arrays: where numbers live and how they move
-    "backend": 1, "memory": 1, "cupy_double": 1,
+    "backend": 1, "memory": 1, "blas": 1, "cupy_double": 1,
     # 2 maths: layers with hand-written backward, losses, SGD, gradient checks, boxes, metrics
     "im2col": 2, "functional": 2, "layers": 2, "losses": 2, "optim": 2, "gradcheck": 2,
-    "boxes": 2, "merge": 2, "metrics": 2, "distributed": 2, "blas": 1,
+    "boxes": 2, "merge": 2, "metrics": 2, "distributed": 2, "exercises": 2,
     # 3 data: images, data sets, transforms, the loader
     "data": 3,
     # 4 networks: architecture, where a dense pass looks, counting, files
