@@ -154,6 +154,9 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
         row[1].set_yticks(range(len(top)), [_name(class_names, c) for c in top], fontsize=8)
         row[1].set_xlim(0, 1)
         row[1].tick_params(axis="x", labelsize=7)
+        # Section 3.3's score: each class's best window probability, averaged over the scales;
+        # classes do not share one softmax, so several can be near 1 and they need not sum to 1
+        row[1].set_xlabel("best-window probability,\nmean over scales (not summing to 1)", fontsize=7)
         row[1].set_box_aspect(1)
         row[1].spines[["top", "right"]].set_visible(False)
 

@@ -105,11 +105,15 @@ def plot_filters(model, out_png=None, title: str | None = None):
     ax.set_axis_off()
     f, _, kh, kw = W.shape
     ax.set_title(title or f"layer 1: {f} filters of {kh}x{kw}x3")
+    # A few hundred steps on small synthetic images leave filters close to their random start:
+    # edges and colour blobs, as in the paper's Figure 2, need long training on real photos.
+    ax.text(0.5, -0.02, "short runs leave filters near their random start;\nthe paper's edges and blobs take "
+            "long training on photos", transform=ax.transAxes, ha="center", va="top", fontsize=7)
     return _finish(fig, out_png)
 
 
 def plot_predictions(images, labels, probs, classes, out_png=None, cols: int = 6):
-    """A grid of images titled "predicted (p)", green when right and red when wrong.
+    """A grid of images titled "predicted (p)", green when right, red with "true: class" when wrong.
 
     images: uint8 (N, H, W, 3); labels (N,) true classes (-1: unknown); probs (N, C) softmax.
     """
@@ -127,7 +131,9 @@ def plot_predictions(images, labels, probs, classes, out_png=None, cols: int = 6
             continue
         ax.imshow(images[i])
         ok = labels[i] < 0 or pred[i] == labels[i]
-        ax.set_title(f"{classes[pred[i]]} ({probs[i, pred[i]]:.2f})", fontsize=8,
-                     color="green" if ok else "red")
+        title = f"{classes[pred[i]]} ({probs[i, pred[i]]:.2f})"
+        if not ok:
+            title += f"\ntrue: {classes[labels[i]]}"
+        ax.set_title(title, fontsize=8, color="green" if ok else "red")
     fig.tight_layout()
     return _finish(fig, out_png)
