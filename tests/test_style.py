@@ -36,6 +36,7 @@ HOST_MODULES = {
     "weights": "files of the original release",
     "viz": "pictures", "viz_dense": "pictures", "showcase": "pictures", "demo": "pictures and summaries",
     "cli": "command-line input and output",
+    "exercises": "the lessons' exercises: NumPy reference answers for a learner to compare with",
 }
 
 HOST_FUNCTIONS = {  # module -> functions of array modules that compute on host data on purpose
@@ -43,9 +44,10 @@ HOST_FUNCTIONS = {  # module -> functions of array modules that compute on host 
     "preprocess": {"resize", "resize_boxes", "to_input"},  # images before they cross
     "regressor": {"window_overlap", "regression_targets", "location_boxes", "save_regressor"},
     "localize": {"subset", "_scaled_sample", "_windows_of_batch", "window_samples", "predict_boxes",
-                 "ground_truth", "centre_box_error", "box_iou"},
+                 "ground_truth", "centre_box_error", "box_iou", "_buffer_set"},  # host ids of windows
     "detect_train": {"assign_targets", "detection_targets", "_to_device", "train_detector"},
     "multiscale": {"classify_multiscale", "ten_views", "top_k"},  # votes on host maps
+    "distributed": {"sum_values", "allreduce_mean"},  # logged numbers over MPI; bucket sizes
 }
 
 
