@@ -116,3 +116,17 @@ def test_a_conv_layer_runs_on_the_gpu():
     assert isinstance(y, cupy.ndarray) and isinstance(dx, cupy.ndarray) and isinstance(grads["W"], cupy.ndarray)
     ref = Conv2D(3, 8, 3, 1, 1, seed=0)
     np.testing.assert_allclose(B.to_numpy(y), ref.forward(B.to_numpy(x))[0], rtol=1e-4, atol=1e-5)
+
+
+def test_rng_normal_in_blocks_equals_one_draw():
+    """Drawn block by block to keep float64 temporaries small; the values are those of one draw
+    (and the generator continues where one draw would leave it)."""
+    from overfeat_np.backend import _DRAW_BLOCK, rng_normal
+
+    shape = (3, _DRAW_BLOCK // 2 + 7)  # more than one block, not a multiple of it
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    want = r1.normal(0.0, 0.01, size=shape).astype(np.float32)
+    got = rng_normal(r2, shape, 0.01)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_array_equal(got, want)
+    assert r1.normal() == r2.normal()
