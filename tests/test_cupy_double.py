@@ -346,3 +346,28 @@ def test_gpu_check_script_runs_end_to_end_on_the_double():
     assert re.search(r"features.0 Conv2D\s+forward 0.0e\+00  backward 0.0e\+00", out)  # same NumPy operations
     for row in ("train fast, batch 4", "train accurate, batch 4", "fine stride", "scales + flips", "memory pool"):
         assert row in out, row
+
+
+# --- uint8 batches: the same crops, normalised where they land -------------------------------------
+def test_uint8_batches_normalised_on_the_device_equal_the_float_batches():
+    from overfeat_np.data import DataLoader
+    from overfeat_np.data.batch import pack_arrays, unpack_arrays, unpack_batch
+    from overfeat_np.data.transforms import normalize_batch
+
+    xp = get_backend("cupy")
+    data = SyntheticShapes(10, image_size=72, seed=5)
+    tf, _ = default_transforms(64, resize=None)
+    floats = DataLoader(data, 4, tf, seed=1)
+    bytes_ = DataLoader(data, 4, tf.as_uint8(), seed=1)
+    for f, b in zip(floats.batches(2), bytes_.batches(2)):
+        assert b["x"].dtype == np.uint8 and b["packed"].dtype == np.uint8
+        np.testing.assert_array_equal(b["labels"], f["labels"])
+        images, labels = unpack_batch(xp.asarray(b["packed"]), b["x_shape"])  # one copy: images and labels
+        np.testing.assert_array_equal(to_numpy(labels), f["labels"])
+        np.testing.assert_array_equal(to_numpy(normalize_batch(images, tf.mean, tf.std)), f["x"])  # bit for bit
+        np.testing.assert_array_equal(normalize_batch(b["x"], tf.mean, tf.std), f["x"])
+    parts = [np.arange(7, dtype=np.uint8), np.array([[-1, 2]]), np.zeros((2, 0)), np.linspace(0, 1, 3)]
+    buf, layout = pack_arrays(parts)
+    for got, want in zip(unpack_arrays(xp.asarray(buf), layout), parts):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(to_numpy(got), want)
