@@ -15,7 +15,10 @@ It reproduces what breaks real CuPy programs, not CuPy's speed: a device array (
 - the host learns a device value only by `.get()` / `cupy.asnumpy` (counted as a transfer and a
   synchronisation) or `float()`, `int()`, `bool()`, `.item()`, `.tolist()` (synchronisations);
   `cupy.asarray`/`cupy.array` of host data is a counted host->device transfer;
-  `cuda.runtime.getDeviceCount()` is a counted driver query.
+  `cuda.runtime.getDeviceCount()` is a counted driver query;
+- operations whose output size depends on the data wait for the device in CuPy too, and count as
+  synchronisations here: indexing with a boolean array, `nonzero`, `flatnonzero`, `argwhere`,
+  `unique`, `compress`, `extract` and one-argument `where`.
 Every operation runs the very NumPy code the host backend runs, so results are bit-identical
 to NumPy's wherever the same operations run. The random module is seeded NumPy (PCG64), a
 different stream from cuRAND: code must be reproducible per backend, not across them.
@@ -92,13 +95,24 @@ def _wrap(x):
     return x
 
 
+# Output size known only from the data: CuPy reads it back from the device, a synchronisation.
+_DATA_SIZED = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
+
+
+def _has_bool_index(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, DeviceArray) and k.dtype == bool and k.ndim > 0 for k in keys)
+
+
 class _Fn:
     """A NumPy callable seen from the device: device arguments in, device results out."""
 
-    def __init__(self, fn):
-        self._fn = fn
+    def __init__(self, fn, name: str = ""):
+        self._fn, self._name = fn, name
 
     def __call__(self, *args, **kwargs):
+        if self._name in _DATA_SIZED or (self._name == "where" and len(args) == 1):
+            COUNTS.syncs += 1
         return _wrap(self._fn(*_unwrap(args), **_unwrap(kwargs)))
 
     def __getattr__(self, name):  # ufunc methods: np.maximum.reduce, ...
@@ -174,6 +188,8 @@ class DeviceArray:
         return (_wrap(v) for v in self._a)
 
     def __getitem__(self, key):
+        if _has_bool_index(key):
+            COUNTS.syncs += 1  # how many elements are selected is read back first
         return _wrap(self._a[_unwrap(key)])
 
     def __setitem__(self, key, value):
@@ -183,7 +199,7 @@ class DeviceArray:
         if name == "_a" or name.startswith("__"):  # never NumPy's __array_interface__ & co.
             raise AttributeError(name)
         attr = getattr(self._a, name)
-        return _Fn(attr) if callable(attr) else _wrap(attr)
+        return _Fn(attr, name) if callable(attr) else _wrap(attr)
 
     def __copy__(self):
         return DeviceArray(self._a.copy())
@@ -397,7 +413,7 @@ class _CupyModule(types.ModuleType):
         attr = getattr(np, name)  # AttributeError for names NumPy lacks too
         if isinstance(attr, type) or not callable(attr):
             return attr  # dtypes, constants (float32, newaxis, inf)
-        return _Fn(attr)
+        return _Fn(attr, name)
 
 
 _MODULE = _CupyModule("cupy", "The overfeat_np CPU double of CuPy (overfeat_np.cupy_double).")

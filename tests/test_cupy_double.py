@@ -93,6 +93,12 @@ def test_counters_count_transfers_syncs_and_driver_queries(counts):
     get_backend("cupy")
     assert counts.driver_queries == 2
     counts.reset()
+    mask = b > 10
+    b[1:], b[:, 2], cupy.where(mask, b, 0), mask.sum()  # sizes known without the data: no wait
+    assert counts.syncs == 0
+    b[mask], b[:, mask[0]], cupy.nonzero(mask), mask.nonzero(), cupy.flatnonzero(mask), cupy.where(mask)
+    assert counts.syncs == 6  # output sizes that depend on the data: read back, as CuPy does
+    counts.reset()
     assert counts.syncs == counts.to_device == 0
 
 
