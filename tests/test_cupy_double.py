@@ -377,3 +377,21 @@ def test_uint8_batches_normalised_on_the_device_equal_the_float_batches():
     for got, want in zip(unpack_arrays(xp.asarray(buf), layout), parts):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(to_numpy(got), want)
+
+
+@double_only  # counts the double's array assignments
+def test_im2col_on_the_device_copies_once_per_kernel_offset(monkeypatch):
+    """On a GPU every copy is a kernel launch: im2col fills its columns with kh*kw copies, not the
+    CPU's channel blocks (here 13 blocks of 5 channels would make 117), and gives NumPy's columns."""
+    from overfeat_np.im2col import im2col
+
+    xp = get_backend("cupy")
+    x = np.random.default_rng(0).standard_normal((8, 64, 40, 40)).astype(np.float32)
+    d = xp.asarray(x)
+    copies = []
+    real = type(d).__setitem__
+    monkeypatch.setattr(type(d), "__setitem__", lambda self, k, v: (copies.append(k), real(self, k, v)))
+    cols, _ = im2col(d, 3, 3)
+    assert len(copies) == 9
+    monkeypatch.undo()
+    _same(cols, im2col(x, 3, 3)[0], exact=True)
