@@ -21,7 +21,9 @@ It reproduces what breaks real CuPy programs, not CuPy's speed: a device array (
   `unique`, `compress`, `extract` and one-argument `where`.
 Every operation runs the very NumPy code the host backend runs, so results are bit-identical
 to NumPy's wherever the same operations run. The random module is seeded NumPy (PCG64), a
-different stream from cuRAND: code must be reproducible per backend, not across them.
+different stream from cuRAND: code must be reproducible per backend, not across them. What it
+cannot tell: whether CuPy has a function (every NumPy name is there), CuPy's own dtype rules
+where they differ from NumPy's, and anything about speed or device memory.
 
 `install()` / `uninstall()` / `installed()` put it in `sys.modules["cupy"]`; the test suite
 does so where no real GPU is visible (`backend.cupy_available()` false), and uses real CuPy
