@@ -105,6 +105,7 @@ def test_initialisation_is_identical_across_backends(backend):
             np.testing.assert_array_equal(B.to_numpy(there.params[key]), here.params[key])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not B.cupy_available(), reason="needs CuPy: a visible GPU, or the CPU double the tests install where none is")
 def test_a_conv_layer_runs_on_the_gpu():
     import cupy
