@@ -86,3 +86,14 @@ def test_train_reports_accuracy_as_accuracy(capsys, tmp_path):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy top-1" in out and "(error" in out
+
+
+def test_checkpoint_every_steps_writes_mid_epoch_checkpoints(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--synthetic", "64", "--batch-size", "16", "--epochs", "1", "--max-steps", "3",
+                 "--checkpoint-every-steps", "2", "--out", str(out), "--no-progress"]) == 0
+    from overfeat_np.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "latest.npz")["state"]
+    assert (state["epoch"], state["batch"], state["global_step"]) == (0, 3, 3)  # mid-epoch, resumable
+    assert load_checkpoint(out / "latest.npz")["train_config"]["checkpoint_every"] == 2

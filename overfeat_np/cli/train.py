@@ -13,7 +13,7 @@ from ..checkpoint import load_checkpoint
 from ..models import build_config
 from ..train import TrainConfig, train
 from ..viz import plot_run
-from .options import add_data, classification_data, int_list, positive_float
+from .options import add_data, classification_data, int_list, positive_float, positive_int
 from .registry import CLIError, command
 
 
@@ -33,7 +33,9 @@ def _train_args(p):
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue from OUT/latest.npz (or the given checkpoint) exactly where it stopped")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
+    p.add_argument("--checkpoint-every-steps", "--checkpoint-every", dest="checkpoint_every", type=positive_int,
+                   metavar="N", help="also write latest.npz every N steps, resumable mid-epoch bit for bit "
+                                     "(default: only at the end of each epoch; ILSVRC epochs are hours long)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (with a checkpoint)")
     p.add_argument("--distributed", action="store_true",
                    help="data parallel over the ranks of `mpiexec -n N` (MPI on CPUs, NCCL on GPUs): each rank "
