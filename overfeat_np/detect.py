@@ -9,9 +9,14 @@ is the classifier with one more output, background (the last index; training in
 2. every (location, object class) whose probability is >= `score_threshold` becomes a candidate
    box: the box the regressor predicts at that location (`regressor.location_boxes`), or the location's
    window when there is no regressor, mapped back to the original image;
-3. the candidates of all scales go through `merge.greedy_merge` class by class; a merged
-   detection's score is the sum of its members' probabilities (the paper's confidence: coherent
-   boxes reinforce each other, an isolated false positive stays weak).
+3. the candidates of all scales are accumulated class by class (`DETECT_METHODS`): by default
+   `merge.accumulate` (a detection's score adds up the probabilities of its windows, each
+   weighted by its window's area in the image relative to the coarsest scale's, so a scale
+   weighs the image area it covers rather than its location count, and same-class fragments
+   of one object are folded into one box); "paper" is Section 4.3's
+   `merge.greedy_merge` (score = the plain sum of the member probabilities); "nms" keeps each
+   overlapping group's best window. Coherent boxes reinforce each other, an isolated false
+   positive stays weak.
 
 Background is never reported, and an image where no location passes the threshold gets no
 detection at all. What changes from localization (Section 4): localization always returns its
@@ -28,7 +33,7 @@ import numpy as np
 from .backend import to_numpy
 from .dense import dense_passes, fully_convolutional
 from .losses import softmax
-from .merge import DEFAULT_MERGE_T, greedy_merge
+from .merge import DEFAULT_MERGE_T, accumulate, batched_nms, greedy_merge
 from .metrics import Detections, mean_average_precision, precision_recall_curve
 from .models import OverFeat
 from .regressor import check_compatible, location_boxes
@@ -38,7 +43,7 @@ class Detection(NamedTuple):
     """One detected object in original image pixels."""
 
     cls: int  # object class (never background)
-    score: float  # sum of the member locations' probabilities (Section 4.3 confidence)
+    score: float  # accumulated confidence of its windows (see `detect`'s method)
     box: tuple  # (left, top, right, bottom), right/bottom exclusive
 
 
@@ -70,58 +75,104 @@ def location_candidates(model, regressor, image, scales, fine_stride=True, mean=
     return out
 
 
-def _merge(boxes, scores, classes, t, max_detections, image_hw):
-    if not len(boxes):
+DETECT_METHODS = ("merge", "paper", "nms")  # as localize.METHODS: default, Section 4.3 verbatim, baseline
+NMS_IOU = 0.5
+
+
+class Candidates(NamedTuple):
+    """Every proposed box of one image, all scales pooled (what `detect` accumulates)."""
+
+    boxes: np.ndarray  # (N, 4) float32, original image pixels, not clipped
+    scores: np.ndarray  # (N,) float32: the location's probability of the class
+    classes: np.ndarray  # (N,) int64
+    scale_ids: np.ndarray  # (N,) int64: index into the scales
+    weights: np.ndarray  # (S,) float64: each scale's window area in the image / the largest one's
+
+
+def _candidates(parts, scales) -> Candidates:
+    """[(scale id, boxes (n, 4), scores (n,), classes (n,))] -> Candidates for `scales` (H, W)."""
+    area = np.array([1.0 / (h * w) for h, w in scales])  # a window's image area goes as 1 / (H_s W_s)
+    weights = area / area.max()
+    if not parts:
+        return Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64), weights)
+    boxes, scores, classes = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
+    sid = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in parts])
+    return Candidates(boxes.reshape(-1, 4).astype(np.float32), scores.astype(np.float32),
+                      classes.astype(np.int64), sid, weights)
+
+
+def merge_candidates(cand: Candidates, method: str = "merge", t: float = DEFAULT_MERGE_T,
+                     iou_threshold: float = NMS_IOU):
+    """Candidates -> (boxes (K, 4), scores (K,), classes (K,)), best first, by `method`."""
+    if method == "merge":
+        return accumulate(cand.boxes, cand.scores, cand.classes, cand.scale_ids, cand.weights[cand.scale_ids], t)
+    if method == "paper":
+        return greedy_merge(cand.boxes, cand.scores, cand.classes, t=t)
+    if method == "nms":
+        keep = batched_nms(cand.boxes, cand.scores, cand.classes, iou_threshold)
+        return cand.boxes[keep], cand.scores[keep], cand.classes[keep]
+    raise ValueError(f"method must be one of {DETECT_METHODS}, got {method!r}")
+
+
+def _merge(cand: Candidates, t, max_detections, image_hw, method="merge"):
+    if not len(cand.boxes):
         return []
-    mb, ms, mc = greedy_merge(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes), t=t)
+    mb, ms, mc = merge_candidates(cand, method, t)
     h, w = image_hw
     mb = np.clip(mb, 0, [w, h, w, h])
     return [Detection(int(c), float(s), tuple(float(v) for v in b))
             for b, s, c in zip(mb[:max_detections], ms[:max_detections], mc[:max_detections])]
 
 
+def detection_candidates(detector, regressor, image, scales, score_threshold: float = 0.5,
+                         fine_stride: bool = True, mean=None, std=None) -> Candidates:
+    """Every (location, object class) whose probability is >= score_threshold, as a box (steps 1-2)."""
+    if not 0 < score_threshold <= 1:
+        raise ValueError(f"detect: score_threshold is a probability in (0, 1], got {score_threshold}")
+    bg = background_index(detector)
+    parts = []
+    for si, (probs, b) in enumerate(location_candidates(detector, regressor, image, scales, fine_stride, mean, std)):
+        c, i, j = np.nonzero(probs[:bg] >= score_threshold)  # background (index bg) excluded
+        parts.append((si, b[c if len(b) > 1 else 0, i, j], probs[c, i, j], c))
+    return _candidates(parts, scales)
+
+
 def detect(detector, regressor, image, scales, score_threshold: float = 0.5, t: float = DEFAULT_MERGE_T,
-           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None) -> list:
+           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None,
+           method: str = "merge") -> list:
     """Detect objects in one image: uint8 (H, W, 3) -> list of `Detection`, best score first.
 
     detector: an OverFeat whose last output is background (`detect_train.make_detector`);
     regressor: a box regressor (`regressor.build_regressor`) or None to use the locations' windows as boxes;
     scales: (H_s, W_s) sizes the image is resized to (each >= the training size);
-    score_threshold: a location's class probability needed to propose a box; t: greedy merge
-    threshold (`merge.match_score`). Returns [] when no location passes the threshold.
+    score_threshold: a location's class probability needed to propose a box; t: merge threshold
+    (`merge.match_score`); method: one of `DETECT_METHODS` (`merge_candidates`). Returns [] when
+    no location passes the threshold.
     """
-    if not 0 < score_threshold <= 1:
-        raise ValueError(f"detect: score_threshold is a probability in (0, 1], got {score_threshold}")
-    bg = background_index(detector)
-    boxes, scores, classes = [], [], []
-    for probs, b in location_candidates(detector, regressor, image, scales, fine_stride, mean, std):
-        c, i, j = np.nonzero(probs[:bg] >= score_threshold)  # background (index bg) excluded
-        boxes.append(b[c if len(b) > 1 else 0, i, j])
-        scores.append(probs[c, i, j])
-        classes.append(c)
-    return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
+    cand = detection_candidates(detector, regressor, image, scales, score_threshold, fine_stride, mean, std)
+    return _merge(cand, t, max_detections, image.shape[:2], method)
 
 
 def detect_with_classifier(classifier, image, scales, top_k: int = 1, t: float = DEFAULT_MERGE_T,
-                           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None) -> list:
+                           fine_stride: bool = True, max_detections: int = 100, mean=None, std=None,
+                           method: str = "merge") -> list:
     """The classifier-only baseline: no background class, boxes = windows of its top locations.
 
     Per scale, each location proposes its window for its argmax class when that class is among
     the scale's `top_k` classes (Section 4.3 step a: each class's spatial max), scored by the
-    class probability; all proposals are greedily merged per class. Without a background class
+    class probability; all proposals are accumulated per class (`method`). Without a background class
     every location claims some object, which is what the detector's background output fixes.
     """
-    boxes, scores, classes = [], [], []
-    for probs, b in location_candidates(classifier, None, image, scales, fine_stride, mean, std):
+    parts = []
+    for si, (probs, b) in enumerate(location_candidates(classifier, None, image, scales, fine_stride, mean, std)):
         top = np.argsort(-probs.max(axis=(1, 2)), kind="stable")[:top_k]
         arg = probs.argmax(axis=0)  # (H', W')
         keep = np.isin(arg, top)
         i, j = np.nonzero(keep)
         c = arg[i, j]
-        boxes.append(b[0, i, j])
-        scores.append(probs[c, i, j])
-        classes.append(c)
-    return _merge(boxes, scores, classes, t, max_detections, image.shape[:2])
+        parts.append((si, b[0, i, j], probs[c, i, j], c))
+    return _merge(_candidates(parts, scales), t, max_detections, image.shape[:2], method)
 
 
 def to_detections(per_image: list) -> Detections:

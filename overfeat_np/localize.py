@@ -15,8 +15,12 @@ masked locations, and it lets mini-batches mix windows of many images and scales
 Prediction (Section 4.3 steps a-c, `predict_boxes`): at every scale the classifier and the
 regressor read the same unpooled maps; the top-k classes by spatial maximum of the softmax map
 (a) each get the box of every location (b), scored by that location's class probability, and
-the boxes of all scales are pooled (c). `localize` then runs the greedy merge (d,
-`merge.greedy_merge`: coherent boxes add up their confidence) or, as the baseline, NMS.
+the boxes of all scales are pooled (c). `localize` then selects (`METHODS`): "merge", the
+package's accumulation (`merge.accumulate`: votes weighted by the image area a location
+stands for, weak windows dropped, confidence-weighted boxes), "paper", Section 4.3's greedy merge exactly
+(d, `merge.greedy_merge`: the plain sum of window probabilities), or "nms", the baseline.
+benchmarks/bench_accumulation.py measures the three; the README's "Greedy merge vs NMS" has
+the table.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .boxes import clip_boxes, iou
 from .dense import dense_passes, fully_convolutional, infer, offset_pool
 from .grid import dense_grid
 from .losses import softmax
-from .merge import DEFAULT_MERGE_T, batched_nms, greedy_merge
+from .merge import DEFAULT_MERGE_T, accumulate, batched_nms, greedy_merge, window_weights
 from .metrics import localization_error
 from .multiscale import top_k as top_classes
 from .optim import SGD
@@ -46,7 +50,7 @@ from .regressor import (
     regression_targets,
 )
 
-METHODS = ("merge", "nms")
+METHODS = ("merge", "paper", "nms")  # the default accumulation, Section 4.3 verbatim, the NMS baseline
 NMS_IOU = 0.5  # the NMS baseline suppresses boxes overlapping a better one by IoU > 0.5
 
 
@@ -196,7 +200,7 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
                     weight_decay: float = 1e-5, batch_size: int = 64, seed: int = 0,
                     windows: WindowSet | None = None, fine_stride: bool = True,
                     min_overlap: float = MIN_OVERLAP, mean=None, std=None, init_bias: bool = True,
-                    progress: bool = False) -> RegressorHistory:
+                    progress: bool = False, max_windows: int | None = None) -> RegressorHistory:
     """Train `regressor` (in place) on the frozen features of `model` (Section 4.2).
 
     dataset + scales: samples with boxes, and the (H, W) sizes to train at (multi-scale
@@ -204,9 +208,17 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
     L2 loss on the box in the window's frame (`regression_loss`, PCR: the true class's outputs
     only), windows seeing < 50% of the box excluded, SGD with momentum on shuffled mini-batches
     of windows from all images and scales. Runs `epochs` passes, or exactly `steps` steps.
-    Returns a RegressorHistory.
+    max_windows: with dataset + scales, hold at most this many windows at a time
+    (`train_regressor_streaming`: features recomputed every epoch, memory bounded); None: cache
+    every window of every image first. Returns a RegressorHistory.
     """
     check_compatible(regressor, model)
+    if windows is None and max_windows is not None:
+        if dataset is None or scales is None:
+            raise ValueError("train_regressor: max_windows streams windows from dataset and scales; pass both")
+        return train_regressor_streaming(model, regressor, dataset, scales, max_windows, epochs, steps, lr, momentum,
+                                         weight_decay, batch_size, seed, fine_stride, min_overlap, mean, std,
+                                         init_bias, progress)
     if windows is None:
         if dataset is None or scales is None:
             raise ValueError("train_regressor: pass dataset and scales, or precomputed windows=window_samples(...)")
@@ -246,6 +258,118 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
     return hist
 
 
+class _Images:
+    """Some images of a data set, by index: what `window_samples` reads, nothing copied."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+
+def window_buffers(model, dataset, scales, max_windows: int, order, fine_stride: bool = True,
+                   min_overlap: float = MIN_OVERLAP, mean=None, std=None, chunk_images: int = 32):
+    """Yield WindowSets of at most max_windows windows, filled from the images in `order` (host
+    indices), `chunk_images` at a time.
+
+    Memory: one preallocated buffer of max_windows patches (C, f, f) float32 + targets + labels,
+    plus the windows of one chunk while they are copied in; every yielded set is a view of the
+    buffer, overwritten by the next. Each yielded set has .seconds = its feature time.
+    """
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+    xp, (c, f, _) = model.xp, model.pooled_shape
+    patches = xp.empty((max_windows, c, f, f), np.float32)
+    targets = xp.empty((max_windows, 4), np.float32)
+    labels = xp.empty(max_windows, np.int64)
+    held, seconds = 0, 0.0
+    for c0 in range(0, len(order), chunk_images):
+        chunk = _Images(dataset, order[c0:c0 + chunk_images])
+        t0 = time.perf_counter()
+        try:
+            ws = window_samples(model, chunk, scales, fine_stride, min_overlap, chunk_images, mean, std)
+        except ValueError:  # no window of these images sees enough of a box
+            continue
+        seconds += time.perf_counter() - t0
+        done = 0
+        while done < len(ws):
+            take = min(len(ws) - done, max_windows - held)
+            patches[held:held + take] = ws.patches[done:done + take]
+            targets[held:held + take] = ws.targets[done:done + take]
+            labels[held:held + take] = ws.labels[done:done + take]
+            held, done = held + take, done + take
+            if held == max_windows:
+                yield _buffer_set(patches, targets, labels, held, scales, seconds)
+                held, seconds = 0, 0.0
+        del ws
+    if held:
+        yield _buffer_set(patches, targets, labels, held, scales, seconds)
+
+
+def _buffer_set(patches, targets, labels, n, scales, seconds) -> WindowSet:
+    z = np.zeros(n, np.int64)
+    return WindowSet(patches[:n], targets[:n], labels[:n], z, z, np.zeros((n, 2), np.int64), 0, scales, seconds)
+
+
+def train_regressor_streaming(model, regressor: Regressor, dataset, scales, max_windows: int, epochs: int = 10,
+                              steps: int | None = None, lr: float = 0.01, momentum: float = 0.9,
+                              weight_decay: float = 1e-5, batch_size: int = 64, seed: int = 0,
+                              fine_stride: bool = True, min_overlap: float = MIN_OVERLAP, mean=None, std=None,
+                              init_bias: bool = True, progress: bool = False) -> RegressorHistory:
+    """`train_regressor` in bounded memory: every epoch visits the images in a new random order,
+    fills a buffer of at most max_windows windows (`window_buffers`), takes shuffled mini-batches
+    of it, refills. The features are recomputed every epoch (the price of the bound); a buffer
+    mixes up to max_windows / (windows per image) images, so keep it well above one chunk's."""
+    check_compatible(regressor, model)
+    xp = regressor.xp
+    opt = SGD(regressor.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    hist = RegressorHistory()
+    head, out = regressor.head, regressor.outputs
+    first = True
+    it = range(epochs) if steps is None else iter(int, 1)  # with steps: until they are done
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="regressor epochs", unit="epoch")
+    for _ in it:
+        loss_sum, seen, count = 0.0, 0, 0
+        for buf in window_buffers(model, dataset, scales, max_windows, rng.permutation(len(dataset)), fine_stride,
+                                  min_overlap, mean, std):
+            hist.feature_seconds += buf.seconds
+            if first and init_bias:
+                _init_output_bias(regressor, buf)
+            first = False
+            t0 = time.perf_counter()
+            n = len(buf)
+            count += n
+            order = xp.asarray(rng.permutation(n))
+            for b0 in range(0, n, batch_size):
+                if steps is not None and hist.steps >= steps:
+                    break
+                idx = order[b0:b0 + batch_size]
+                y, cache = head.forward(buf.patches[idx], train=True)  # (B, out, 1, 1)
+                loss, d = regression_loss(y.reshape(-1, out), buf.targets[idx], buf.labels[idx])
+                _, grads = head.backward(d.reshape(y.shape), cache)
+                opt.step(grads)
+                hist.steps += 1
+                loss_sum += loss * len(idx)
+                seen += len(idx)
+                hist.seen += len(idx)
+            hist.train_seconds += time.perf_counter() - t0
+        if first:
+            raise ValueError(f"train_regressor: no window sees >= {min_overlap:.0%} of a box in {len(dataset)} "
+                             f"images at scales {scales}")
+        hist.windows = hist.windows or count
+        hist.losses.append(float(loss_sum) / max(seen, 1))
+        if steps is not None and hist.steps >= steps:
+            break
+    return hist
+
+
 # --- prediction ---------------------------------------------------------------------------------------
 class BoxPredictions(NamedTuple):
     """Section 4.3 (a-c): every box of the top-k classes at every location of every scale."""
@@ -262,7 +386,7 @@ class Localization(NamedTuple):
 
     classes: np.ndarray  # (K,) int64
     boxes: np.ndarray  # (K, 4) float32, image pixels
-    confidences: np.ndarray  # (K,) float32: summed window probabilities (merge) or one (nms)
+    confidences: np.ndarray  # (K,) float32: area-weighted (merge) or plain (paper) sums of probabilities; one (nms)
 
 
 def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fine_stride: bool = True,
@@ -298,8 +422,18 @@ def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fi
 
 def merge_predictions(pred: BoxPredictions, k: int = 5, method: str = "merge", t: float = DEFAULT_MERGE_T,
                       iou_threshold: float = NMS_IOU) -> Localization:
-    """The k best (class, box, confidence) from raw predictions: greedy merge (step d) or NMS."""
+    """The k best (class, box, confidence) from raw predictions, by `method` (one of `METHODS`).
+
+    "merge": `merge.accumulate`, each window's vote weighted by its area in the image
+    (`merge.window_weights`), without its duplicate suppression: the k guesses are for one object,
+    and a second box of the right class is a second chance (suppressing at IoU > 0.5 cost 2 of 60
+    development images); "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms":
+    `merge.batched_nms` with iou_threshold.
+    """
     if method == "merge":
+        boxes, conf, classes = accumulate(pred.boxes, pred.scores, pred.classes, pred.scale_ids,
+                                          window_weights(pred.windows), t, dedupe_iou=None)
+    elif method == "paper":
         boxes, conf, classes = greedy_merge(pred.boxes, pred.scores, pred.classes, t)
     elif method == "nms":
         keep = batched_nms(pred.boxes, pred.scores, pred.classes, iou_threshold)
@@ -314,8 +448,9 @@ def localize(model, regressor: Regressor, image, scales, k: int = 5, top_k: int 
              mean=None, std=None) -> Localization:
     """Section 4: image uint8 (H, W, 3) -> the k best (class, box, confidence), best first.
 
-    `predict_boxes` at every scale, then `method="merge"` (the paper's greedy merge with threshold
-    t; confidence = summed window probabilities) or `method="nms"` (the baseline, IoU threshold).
+    `predict_boxes` at every scale, then `merge_predictions`: `method="merge"` (the default
+    accumulation, `merge.accumulate`), "paper" (Section 4.3's greedy merge with threshold t;
+    confidence = summed window probabilities) or "nms" (the baseline, IoU threshold).
     """
     pred = predict_boxes(model, regressor, image, scales, top_k, fine_stride, mean, std)
     return merge_predictions(pred, k, method, t, iou_threshold)
@@ -385,5 +520,7 @@ __all__ = [
     "merge_predictions",
     "predict_boxes",
     "train_regressor",
+    "train_regressor_streaming",
+    "window_buffers",
     "window_samples",
 ]

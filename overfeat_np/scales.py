@@ -83,3 +83,79 @@ def detection_scales(config) -> tuple:
 def detector_train_scales(config) -> tuple:
     """Sizes detector fine-tuning resizes its images to: the config's, else `detection_scales`."""
     return tuple(tuple(s) for s in config.detector_train_scales) or detection_scales(config)
+
+
+# --- choosing scales from the size of the objects ---------------------------------------------------
+FIT_RANGE = (0.4, 0.9)
+"""`scales_for_objects` aims to show every expected object at a side between 0.4 and 0.9 of the
+model's window at one of the scales: the sizes the regressor learned from windows that see all of
+the object (the synthetic localization set trains on objects of 20-80% of the window)."""
+
+SCALE_RATIO = 2 ** 0.5  # consecutive chosen scales differ by ~1.41x in linear size (Table 5: 1.15-1.3x)
+MIN_VIEW = 0.5  # regressor.MIN_OVERLAP, repeated to keep this module below `regressor`
+
+
+def _rule_size(side: float, config) -> int:
+    """The nearest size >= the training input with equal maps at every pooling offset (Table 5's
+    rule: input_size + (k*n - 1) * fine_stride)."""
+    k, s = config.convs[-1].pool, output_stride(config, fine_stride=True)
+    n = max(1, round((side - config.input_size + s) / (k * s)))
+    return config.input_size + (k * n - 1) * s
+
+
+def scales_for_objects(config, object_sizes, image_hw, max_scales: int = 6) -> tuple:
+    """Scales (H, W) that show objects of `object_sizes` (min, max) pixels at a side between
+    FIT_RANGE of the model's window (`config.input_size`).
+
+    object_sizes: the side (sqrt of the area) of the smallest and largest expected object in
+    the original image of size image_hw (H, W). The smallest scale brings the largest object to
+    0.9 windows; each next one is SCALE_RATIO larger, until the smallest object reaches 0.4
+    windows (at least 2 scales, so that scales can vote; at most max_scales). Each scale keeps the image's aspect ratio and is rounded
+    to Table 5's rule (`_rule_size`); it is never below the training input, so objects already
+    larger than the window at the smallest possible scale stay larger (`object_scale_warnings`).
+    """
+    lo, hi = (float(v) for v in object_sizes)
+    if not 0 < lo <= hi:
+        raise ValueError(f"object sizes: need 0 < min <= max pixels, got {object_sizes}")
+    h, w = (float(v) for v in image_hw)
+    win = float(config.input_size)
+    f, last = FIT_RANGE[1] * win / hi, FIT_RANGE[0] * win / lo
+    factors = [f]
+    while (factors[-1] < last or len(factors) < 2) and len(factors) < max_scales:  # >= 2 scales to vote
+        factors.append(factors[-1] * SCALE_RATIO)
+    out = []
+    for f in factors:
+        hw = (_rule_size(h * f, config), _rule_size(w * f, config))
+        if hw not in out:
+            out.append(hw)
+    return tuple(out)
+
+
+def object_scale_warnings(config, scales, object_sizes, image_hw) -> list:
+    """Messages for the scales at which even the smallest expected object is so much larger than
+    the window that no window sees MIN_VIEW of it (side > window / sqrt(MIN_VIEW)): there the
+    regressor reads windows it never trained on and the class scores come from object parts."""
+    lo = float(object_sizes[0])
+    h = float(image_hw[0])
+    limit = config.input_size / MIN_VIEW ** 0.5
+    out = []
+    for hw in scales:
+        side = lo * hw[0] / h
+        if side > limit:
+            out.append(f"at scale {hw[0]}x{hw[1]} objects of {lo:.0f} px become {side:.0f} px, more than "
+                       f"{limit:.0f} px ({1 / MIN_VIEW ** 0.5:.2f}x the {config.input_size}-px window): no window "
+                       f"sees half of an object there; choose smaller scales (--object-size picks them)")
+    return out
+
+
+def object_size_range(boxes, low: float = 5, high: float = 95) -> tuple:
+    """(min, max) object side in pixels from ground-truth boxes (M, 4): the low and high
+    percentiles of sqrt(width x height), e.g. from a few training images' boxes."""
+    import numpy as np
+
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    side = np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+    side = side[side > 0]
+    if not len(side):
+        raise ValueError("object_size_range: no box with a positive area")
+    return float(np.percentile(side, low)), float(np.percentile(side, high))

@@ -5,15 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from overfeat_np.boxes import iou
 from overfeat_np.data import SyntheticShapes
 from overfeat_np.dense import dense_forward
 from overfeat_np.detect import (
+    DETECT_METHODS,
+    Candidates,
     Detection,
     background_index,
     detect,
     detect_with_classifier,
     detections_to_json,
     evaluate_detection,
+    merge_candidates,
 )
 from overfeat_np.detect_train import (
     IGNORE,
@@ -25,6 +29,7 @@ from overfeat_np.detect_train import (
     train_detector,
 )
 from overfeat_np.grid import output_windows
+from overfeat_np.merge import DEFAULT_DEDUPE_IOU
 from overfeat_np.models import overfeat_small
 from overfeat_np.preprocess import scaled_size
 from overfeat_np.scales import detection_scales
@@ -175,6 +180,45 @@ def test_background_is_never_reported_and_an_all_background_image_gives_nothing(
     assert ranked == sorted(ranked, reverse=True)
 
 
+def _fragments(centre, side, rng, n=6):
+    """n boxes of one object as two scales see it: equal centres, the second scale's 20% smaller."""
+    a = np.array([centre - side / 2, centre - side / 2, centre + side / 2, centre + side / 2])
+    b = a + np.array([0.1, 0.1, -0.1, -0.1]) * side
+    return np.concatenate([a + rng.normal(0, 0.5, (n, 4)), b + rng.normal(0, 0.5, (n, 4))])
+
+
+def test_merge_leaves_one_box_of_a_class_per_object_where_the_paper_leaves_two(rng):
+    boxes = np.concatenate([_fragments(30, 40, rng), _fragments(120, 30, rng)]).astype(np.float32)
+    n = len(boxes)
+    scale_ids = np.tile(np.repeat([0, 1], 6), 2)
+    cand = Candidates(boxes, np.full(n, 0.9, np.float32), np.zeros(n, np.int64), scale_ids, np.array([1.0, 0.64]))
+    pb, ps, _ = merge_candidates(cand, "paper", t=0.3)
+    assert len(pb) == 4  # each object keeps its two scales' boxes apart (match score > t)
+    assert ps.sum() == pytest.approx(0.9 * n, rel=1e-5)
+    mb, ms, _ = merge_candidates(cand, "merge", t=0.3)
+    assert len(mb) == 2 and ms.sum() == pytest.approx(0.9 * 12 * (1 + 0.64), rel=1e-5)
+    assert iou(mb[:1], mb[1:])[0, 0] == 0  # one box per object, each object found
+    nb, _, _ = merge_candidates(cand, "nms")
+    assert len(nb) >= 2
+    with pytest.raises(ValueError, match="method must be one of"):
+        merge_candidates(cand, "mean")
+
+
+def test_every_method_runs_and_merge_leaves_no_overlapping_pair_of_a_class(rng):
+    det = make_detector(_tiny(3, seed=5))
+    image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    scales = ((72, 72), (88, 104))
+    for method in DETECT_METHODS:
+        dets = detect(det, None, image, scales, score_threshold=0.05, method=method)
+        assert dets and [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+        if method == "merge":
+            for c in {d.cls for d in dets}:
+                b = np.array([d.box for d in dets if d.cls == c], np.float32)
+                o = iou(b, b)
+                np.fill_diagonal(o, 0)
+                assert o.max() <= DEFAULT_DEDUPE_IOU + 1e-6
+
+
 def test_random_detector_never_reports_background(rng):
     det = make_detector(_tiny(3, seed=5))
     image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
@@ -301,7 +345,11 @@ def test_cli_detect_writes_json_and_pictures(tmp_path):
     assert (out / "a_detections.png").stat().st_size > 0
     assert cli.main(["detect", str(tmp_path / "a.png"), "--detector", str(tmp_path / "nope.npz")]) == 1
     assert cli.main(["detect", str(tmp_path / "a.png"), "--detector", str(tmp_path / "detector.npz"),
-                     "--scales", "10"]) == 1
+                     "--scales", "10"]) == 2  # a usage error
+    rc = cli.main(["detect", str(tmp_path / "a.png"), "--detector", str(tmp_path / "detector.npz"),
+                   "--object-size", "20,40", "--method", "paper", "--out", str(out)])
+    data = json.loads((out / "detections.json").read_text())
+    assert rc == 0 and data["method"] == "paper" and data["scales"] == [[136, 136], [200, 200]]  # 40 px -> 0.9 x 64 px
 
 
 def test_showcase_draws_the_three_tasks(tmp_path):

@@ -1,4 +1,5 @@
-"""Localization (Section 4): predict_boxes, greedy merge vs NMS, the CLI, and an end-to-end run."""
+"""Localization (Section 4): predict_boxes, the accumulations vs NMS, bounded-memory regressor
+training, scale guidance, the CLI, and an end-to-end run."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from overfeat_np.cli import main
 from overfeat_np.data import SyntheticShapes
 from overfeat_np.grid import output_windows
 from overfeat_np.localize import (
+    METHODS,
     BoxPredictions,
     centre_box_error,
     ground_truth,
@@ -14,12 +16,19 @@ from overfeat_np.localize import (
     merge_predictions,
     predict_boxes,
     train_regressor,
+    window_buffers,
     window_samples,
 )
 from overfeat_np.metrics import localization_error
 from overfeat_np.models import overfeat_small
 from overfeat_np.multiscale import classify_multiscale
 from overfeat_np.regressor import build_regressor, save_regressor
+from overfeat_np.scales import (
+    object_scale_warnings,
+    object_size_range,
+    scales_for,
+    scales_for_objects,
+)
 from overfeat_np.serialization import save_weights
 from overfeat_np.train import TrainConfig, default_transforms, train
 
@@ -68,9 +77,9 @@ def _cloud(rng):
     return BoxPredictions(boxes, scores, classes, z, boxes)
 
 
-def test_merge_accumulates_coherent_boxes_that_nms_ranks_below_a_lone_box(rng):
+def test_paper_merge_accumulates_coherent_boxes_that_nms_ranks_below_a_lone_box(rng):
     pred = _cloud(rng)
-    merged = merge_predictions(pred, k=5, method="merge")
+    merged = merge_predictions(pred, k=5, method="paper")  # Section 4.3 exactly
     assert merged.classes[0] == 1 and merged.confidences[0] == pytest.approx(2.0, rel=1e-5)
     np.testing.assert_allclose(merged.boxes[0], pred.boxes[:10].mean(axis=0), atol=1e-4)
     nms = merge_predictions(pred, k=5, method="nms")
@@ -78,6 +87,26 @@ def test_merge_accumulates_coherent_boxes_that_nms_ranks_below_a_lone_box(rng):
     assert len(merged.classes) == 2  # the cloud became one box, the lone box stayed alone
     with pytest.raises(ValueError, match="method must be one of"):
         merge_predictions(pred, method="mean")
+
+
+def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
+    """Scale 1 has 9 locations whose windows are half as wide in the image as scale 0's one. Its
+    windows lean to a wrong class (B, 0.35 each), scale 0 is sure of the right one (A, 0.8): the
+    paper's sum picks B (0.05 + 9 x 0.35 = 3.2 against 0.8 + 9 x 0.2 = 2.6); weighting each vote by
+    its window's image area (1/4 at scale 1) picks A (0.8 + 9 x 0.2 / 4 = 1.25 against 0.84)."""
+    obj = np.array([20, 20, 50, 50], np.float32)
+    classes = np.array([0, 1] + [0, 1] * 9)  # A = 0, B = 1
+    scale_ids = np.array([0, 0] + [1] * 18)
+    scores = np.where(scale_ids == 0, np.where(classes == 0, 0.8, 0.05), np.where(classes == 0, 0.2, 0.35))
+    boxes = np.tile(obj, (len(classes), 1))
+    windows = np.where(scale_ids[:, None] == 0, [0, 0, 64, 64], [8, 8, 40, 40]).astype(np.float32)
+    pred = BoxPredictions(boxes, scores.astype(np.float32), classes, scale_ids, windows)
+    paper = merge_predictions(pred, k=5, method="paper")
+    assert paper.classes[0] == 1 and paper.confidences[0] == pytest.approx(3.2, rel=1e-5)
+    merged = merge_predictions(pred, k=5, method="merge")
+    assert list(merged.classes) == [0, 1]
+    np.testing.assert_allclose(merged.confidences, [1.25, 0.05 + 9 * 0.35 / 4], rtol=1e-5)
+    np.testing.assert_allclose(merged.boxes[0], obj, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +130,19 @@ def test_end_to_end_localization_beats_the_centre_box_and_merge_matches_nms(trai
     err = {}
     for i in range(len(val)):  # one prediction per image, given to both methods
         raw = predict_boxes(model, reg, val[i]["image"], scales)
-        for method in ("merge", "nms"):
+        for method in METHODS:
             loc = merge_predictions(raw, 5, method)
             err.setdefault(method, []).append((loc.classes, loc.boxes))
     top5 = {m: localization_error(p, gts, k=5) for m, p in err.items()}
     top1 = {m: localization_error(p, gts, k=1) for m, p in err.items()}
     baseline = centre_box_error(val)  # knows the class: only its box can be wrong
-    print(f"localization error top-5 / top-1: merge {top5['merge']:.2f} / {top1['merge']:.2f}, "
-          f"nms {top5['nms']:.2f} / {top1['nms']:.2f}; centre box with the true class {baseline:.2f}")
+    print("localization error top-5 / top-1: " + ", ".join(f"{m} {top5[m]:.2f} / {top1[m]:.2f}" for m in top5)
+          + f"; centre box with the true class {baseline:.2f}")
     assert baseline > 0.6
-    assert top5["merge"] <= baseline - 0.25
-    # Section 4.3's claim on the ILSVRC measure; top-1 is printed only: with a briefly trained
-    # classifier, which class wins the summed confidence is not yet reliable
-    assert top5["merge"] <= top5["nms"]
+    assert top5["merge"] <= baseline - 0.25 and top5["paper"] <= baseline - 0.25
+    # Objects of 20-80% of the window at scales up to ~2x: the default accumulation at least
+    # matches NMS (benchmarks/bench_accumulation.py measures where and by how much)
+    assert top5["merge"] <= top5["nms"] + 0.02
 
 
 def test_cli_train_regressor_then_localize(tmp_path, capsys):
@@ -147,7 +176,85 @@ def test_localize_returns_k_best_first():
     model = overfeat_small(num_classes=4, width=0.25, seed=2)
     reg = build_regressor(model)
     image = SyntheticShapes(1, image_size=80, mode="localization", num_classes=4)[0]["image"]
-    for method in ("merge", "nms"):
+    for method in METHODS:
         loc = localize(model, reg, image, SCALES, k=3, method=method)
         assert len(loc.classes) == 3 and loc.boxes.shape == (3, 4)
         assert np.all(np.diff(loc.confidences) <= 0)
+
+
+# --- regressor training in bounded memory ---------------------------------------------------------
+def test_window_buffers_hold_at_most_the_cap_and_see_every_window_once():
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    data = SyntheticShapes(12, image_size=64, mode="localization", num_classes=3, seed=5)
+    ws = window_samples(model, data, SCALES)
+    bufs = [(b.patches.copy(), b.targets.copy()) for b in window_buffers(model, data, SCALES, 7, np.arange(12),
+                                                                           chunk_images=5)]
+    assert all(len(p) <= 7 for p, _ in bufs) and sum(len(p) for p, _ in bufs) == len(ws)
+    # the same windows (as multisets of targets): chunking and the buffer lose or repeat none
+    got = np.concatenate([t for _, t in bufs])
+    np.testing.assert_array_equal(np.sort(got, axis=0), np.sort(ws.targets, axis=0))
+
+
+def test_streaming_training_learns_like_cached_training():
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    data = SyntheticShapes(24, image_size=64, mode="localization", num_classes=3, seed=5)
+    reg = build_regressor(model)
+    hist = train_regressor(model, reg, data, SCALES, epochs=6, lr=0.01, batch_size=16, max_windows=40)
+    assert hist.windows > 40 and len(hist.losses) == 6  # more windows than the cap: it streamed
+    assert hist.losses[-1] < hist.losses[0]
+    steps = train_regressor(model, build_regressor(model), data, SCALES, steps=5, batch_size=16, max_windows=40)
+    assert steps.steps == 5
+
+
+# --- scale guidance -------------------------------------------------------------------------------
+@pytest.mark.parametrize("sizes, hw", [((6, 16), (64, 64)), ((19, 38), (64, 64)), ((38, 64), (64, 64)),
+                                       ((10, 200), (300, 500))])
+def test_scales_for_objects_show_every_object_near_the_window(sizes, hw):
+    config = overfeat_small(num_classes=3, width=0.25).config
+    scales = scales_for_objects(config, sizes, hw)
+    table = {s for s in scales_for(config, tuple((n, n) for n in range(1, 80)))}
+    assert 2 <= len(scales) <= 6
+    rule_sides = {h for h, _ in table}
+    for h, w in scales:
+        assert min(h, w) >= config.input_size and h in rule_sides and w in rule_sides  # Table 5's rule
+        assert abs(w / h - hw[1] / hw[0]) < 0.2  # aspect kept (up to the rule's rounding)
+    for side in np.geomspace(*sizes, 5):  # every object size is seen at <= ~1 window at some scale
+        seen = [side * h / hw[0] / config.input_size for h, _ in scales]
+        assert min(seen) <= 1.0 or scales[0][0] == min(rule_sides)
+
+
+def test_object_scale_warnings_name_the_scales_that_make_objects_too_large():
+    config = overfeat_small(num_classes=3, width=0.25).config
+    warn = object_scale_warnings(config, ((72, 72), (168, 216)), (40, 64), (64, 64))
+    assert len(warn) == 1 and "168x216" in warn[0]  # 40 px -> 105 px > 64 / sqrt(0.5) = 91 px
+    assert object_scale_warnings(config, ((72, 72),), (40, 64), (64, 64)) == []
+    assert object_size_range(np.array([[0, 0, 10, 10], [0, 0, 20, 20], [0, 0, 40, 10]]), 0, 100) == (10, 20)
+
+
+def test_cli_object_size_chooses_scales_and_warns(tmp_path, capsys):
+    from PIL import Image
+
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    save_weights(model, tmp_path / "w.npz")
+    save_regressor(build_regressor(model), tmp_path / "reg.npz")
+    Image.fromarray(SyntheticShapes(1, image_size=64, mode="localization", num_classes=3)[0]["image"]).save(
+        tmp_path / "a.png")
+    base = ["localize", str(tmp_path / "a.png"), "--weights", str(tmp_path / "w.npz"), "--regressor",
+            str(tmp_path / "reg.npz"), "--out", str(tmp_path / "out")]
+    assert main(base + ["--object-size", "30,50", "--method", "paper"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(base + ["--object-size", "40,60", "--scales", "1,6"]) == 0
+    assert "no window sees half of an object" in capsys.readouterr().err
+    assert main(base + ["--object-size", "50,10"]) == 2
+
+
+def test_cli_train_regressor_limits_images_and_skips_evaluation(tmp_path, capsys):
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    save_weights(model, tmp_path / "w.npz")
+    code = main(["train-regressor", "--weights", str(tmp_path / "w.npz"), "--synthetic", "500", "--train-images", "6",
+                 "--epochs", "1", "--scales", "72x72", "--window-memory", "0.05", "--no-eval",
+                 "--out", str(tmp_path / "reg.npz"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "reg.npz").exists(), out
+    assert "training on 6 images" in out and "holding at most 87 windows" in out  # 0.05 MB / (16 x 3 x 3 x 4 + 24) B
+    assert "localization error" not in out

@@ -1,4 +1,5 @@
-"""Greedy merge (Section 4.3) and NMS: naive reference loops plus invariants (hypothesis)."""
+"""Greedy merge (Section 4.3, the "paper" method), the default accumulation and NMS: naive
+reference loops plus invariants (hypothesis)."""
 
 import itertools
 
@@ -8,7 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from overfeat_np.merge import DEFAULT_MERGE_T, batched_nms, greedy_merge, match_score, nms
+from overfeat_np.boxes import iou
+from overfeat_np.merge import (
+    DEFAULT_MERGE_T,
+    accumulate,
+    batched_nms,
+    greedy_merge,
+    keep_strong,
+    match_score,
+    nms,
+    suppress_duplicates,
+    window_weights,
+)
 
 SETTINGS = settings(max_examples=30, deadline=None)
 
@@ -300,3 +312,97 @@ def test_batched_nms_is_nms_per_class(bsc):
         want |= set(idx[nms(b[idx], s[idx], 0.5)].tolist())
     assert set(keep.tolist()) == want
     assert np.all(np.diff(s[keep]) <= 0)
+
+
+# ------------------------------------------------------------------ the default accumulation
+
+
+def ref_suppress(boxes, conf, classes, thr):
+    """suppress_duplicates written as a loop: NMS per class, each suppressed box's confidence goes
+    to the first (strongest) kept box of its class that overlaps it by more than thr."""
+    order = sorted(range(len(boxes)), key=lambda i: (-conf[i], i))
+    kept, total = [], {}
+    for i in order:
+        owner = next((k for k in kept if classes[k] == classes[i] and ref_iou(boxes[i], boxes[k]) > thr), None)
+        if owner is None:
+            kept.append(i)
+            total[i] = conf[i]
+        else:
+            total[owner] += conf[i]
+    return kept, total
+
+
+@SETTINGS
+@given(box_sets(max_n=20), st.sampled_from([0.3, 0.5, 0.7]))
+def test_suppress_duplicates_matches_reference_and_leaves_no_duplicate(bsc, thr):
+    b, s, c = bsc
+    mb, ms, mc = suppress_duplicates(b, s, c, thr)
+    kept, total = ref_suppress(b, s, c, thr)
+    want = sorted(((total[k], k) for k in kept), key=lambda x: (-x[0], x[1]))
+    np.testing.assert_allclose(ms, [w[0] for w in want], rtol=1e-5)
+    np.testing.assert_allclose(mb, b[[w[1] for w in want]], rtol=1e-5, atol=1e-4)
+    assert ms.sum() == pytest.approx(s.sum(), rel=1e-5)  # confidence moves, never vanishes
+    for cls in np.unique(mc):
+        o = iou(mb[mc == cls], mb[mc == cls])
+        np.fill_diagonal(o, 0)
+        assert np.all(o <= thr + 1e-6)
+
+
+def test_window_weights_are_window_areas_relative_to_the_largest():
+    w = np.array([[0, 0, 64, 64], [10, 10, 42, 42], [0, 0, 16, 64.0]])
+    np.testing.assert_allclose(window_weights(w), [1.0, 0.25, 0.25])
+    assert window_weights(np.zeros((0, 4))).shape == (0,)
+
+
+def test_keep_strong_is_relative_to_the_best_of_each_group():
+    s = np.array([1.0, 0.6, 0.4, 0.1, 0.05])
+    g = np.array([0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(keep_strong(s, g, 0.5), [True, True, False, True, True])
+
+
+def test_accumulate_does_not_let_a_many_window_scale_outvote_the_others():
+    """What the paper's sum gets wrong here: a large scale (5x the image side, so 1/25 of the window
+    area in the image) with 100 locations whose windows see only parts of the object and give a
+    wrong class 0.4 each outranks the right class that two small scales with 4 locations each are
+    sure of. Weighting each window by the image area it stands for puts the right class first."""
+    rng = np.random.default_rng(1)
+    obj = np.array([20, 20, 60, 60.0])
+    right = obj + rng.normal(0, 1, (8, 4))  # scales 0 and 1: 4 locations each, class 1 at 0.9
+    wrong = obj + rng.normal(0, 2, (100, 4))  # scale 2: 100 locations, class 2 at 0.4
+    boxes = np.concatenate([right, wrong])
+    scores = np.concatenate([np.full(8, 0.9), np.full(100, 0.4)])
+    classes = np.array([1] * 8 + [2] * 100)
+    sid = np.array([0] * 4 + [1] * 4 + [2] * 100)
+    _, ps, pc = greedy_merge(boxes, scores, classes)
+    assert pc[0] == 2 and ps[0] == pytest.approx(40.0)  # the paper's sum: 100 x 0.4 beats 8 x 0.9
+    weights = np.concatenate([np.ones(8), np.full(100, 1 / 25)])
+    ab, acf, ac = accumulate(boxes, scores, classes, sid, weights)
+    assert ac[0] == 1 and acf[0] == pytest.approx(7.2, rel=1e-5)
+    assert acf[1] == pytest.approx(1.6, rel=1e-5)  # 100 x 0.4 / 25
+    np.testing.assert_allclose(ab[0], right.mean(0), atol=1e-3)  # equal scores: the plain mean
+
+
+def test_accumulate_weights_the_box_by_confidence_and_drops_weak_windows():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 12, 12.0]])
+    scores = np.array([0.9, 0.3, 0.4])
+    sid = np.zeros(3, np.int64)
+    b, conf, _ = accumulate(boxes, scores, np.zeros(3), sid, min_fraction=0.4)  # 0.3 < 0.4 x 0.9: dropped
+    want = (0.9 * boxes[0] + 0.4 * boxes[2]) / 1.3
+    np.testing.assert_allclose(b[0], want, rtol=1e-5)
+    assert conf[0] == pytest.approx(1.3, rel=1e-5)  # no weights: the kept scores add up
+    empty = accumulate(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0))
+    assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_accumulate_leaves_at_most_one_box_of_a_class_per_object():
+    """Boxes of one object at two scales that differ in size (match score > t, so the greedy merge
+    keeps them apart) end as one box: no duplicate of a class on an object."""
+    obj = np.array([10, 10, 50, 50.0])
+    small = obj + np.array([4, 4, -4, -4.0])  # IoU 0.64 with obj, centres equal
+    boxes = np.stack([obj, obj, small, small])
+    scores = np.full(4, 0.8)
+    sid = np.array([0, 0, 1, 1])
+    pb, _, _ = greedy_merge(boxes, scores, t=0.3)
+    assert len(pb) == 2  # the paper's merge leaves two boxes of the class on the object
+    ab, acf, _ = accumulate(boxes, scores, np.zeros(4), sid, t=0.3)
+    assert len(ab) == 1 and acf[0] == pytest.approx(3.2, rel=1e-5)

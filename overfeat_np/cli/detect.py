@@ -17,13 +17,20 @@ import json
 import os
 
 from ..data import detection_set
-from ..detect import background_index, detect, detections_to_json, evaluate_detection
+from ..detect import (
+    DETECT_METHODS,
+    background_index,
+    detect,
+    detections_to_json,
+    evaluate_detection,
+)
 from ..detect_train import DetectorTrainConfig, make_detector, train_detector
 from ..localize import train_regressor
 from ..regressor import build_regressor, load_regressor, save_regressor
 from ..scales import detection_scales, detector_train_scales
 from ..serialization import load_weights, save_weights
 from ..showcase import plot_pr_curves, save_detections
+from .localize import add_object_size, guided_scales
 from .options import (
     add_data,
     add_model_source,
@@ -69,11 +76,16 @@ def add_detector_source(p):
 
 
 def add_detection_options(p, scales_default="the model's scales.detection_scales"):
-    """What `run_evaluate_detection` reads besides the files: --scales, stride, --threshold, --t."""
+    """What `run_evaluate_detection` reads besides the files: --scales, --object-size, stride,
+    --threshold, --t, --method."""
     add_scales(p, scales_default)
+    add_object_size(p)
     add_stride(p)
     p.add_argument("--threshold", type=float, default=0.5, help="per-location class probability (default 0.5)")
-    p.add_argument("--t", type=float, default=0.5, help="greedy merge threshold (default 0.5)")
+    p.add_argument("--t", type=float, default=0.5, help="merge threshold t (default 0.5)")
+    p.add_argument("--method", choices=DETECT_METHODS, default="merge",
+                   help="merge: the package's accumulation (default; one vote per scale, merge.accumulate); "
+                        "paper: Section 4.3's greedy merge exactly; nms: non-maximum suppression")
 
 
 # --- detect ----------------------------------------------------------------------------------
@@ -81,7 +93,7 @@ def _detect_args(p):
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_detector_source(p)
     p.add_argument("--min-score", type=float, default=0.0,
-                   help="report merged detections from this score (summed probabilities) up; default 0: all. "
+                   help="report merged detections from this score (accumulated confidence) up; default 0: all. "
                         "The demo's summary.json lists each class's best-F1 score (detection.best_f1_score)")
     p.add_argument("--out", default=os.path.join("runs", "detect"), help="output folder (default runs/detect)")
 
@@ -89,12 +101,13 @@ def _detect_args(p):
 @command("detect", "find every object in each image: detections.json and one picture per image", _detect_args)
 def cmd_detect(args):
     det, reg, names = _load_detector(args)
-    scales = scales_from(args.scales, det.config, detection_scales(det.config))
     images = read_images(args.images)
     os.makedirs(args.out, exist_ok=True)
     results = []
     for path, image in zip(args.images, images):
-        dets = [d for d in detect(det, reg, image, scales, args.threshold, args.t, fine_stride=args.fine_stride)
+        scales = guided_scales(args, det.config, detection_scales(det.config), image.shape[:2])
+        dets = [d for d in detect(det, reg, image, scales, args.threshold, args.t, fine_stride=args.fine_stride,
+                                  method=args.method)
                 if d.score >= args.min_score]
         results.append(detections_to_json(dets, names, path))
         png = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_detections.png")
@@ -103,7 +116,7 @@ def cmd_detect(args):
                                          for d in dets) or "no detection") + f" -> {png}")
     with open(os.path.join(args.out, "detections.json"), "w") as f:
         json.dump({"scales": [list(s) for s in scales], "threshold": args.threshold, "t": args.t,
-                   "min_score": args.min_score, "images": results}, f, indent=1)
+                   "method": args.method, "min_score": args.min_score, "images": results}, f, indent=1)
     print(f"wrote {os.path.join(args.out, 'detections.json')}")
     return 0
 
@@ -119,6 +132,8 @@ def _train_detector_args(p):
     add_scales(p, "the model's scales.detector_train_scales; 96,128,160 for the small model")
     p.add_argument("--regressor-epochs", type=int, default=5, help="box regressor epochs (0: no regressor)")
     add_stride(p, default=False, what="the box regressor's training windows: ")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no random horizontal flips (digits, text: a mirrored object is another object)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join("runs", "detector"))
 
@@ -137,7 +152,7 @@ def cmd_train_detector(args):
     tscales = scales_from(args.scales, clf.config, detector_train_scales(clf.config))
     det = make_detector(clf, seed=args.seed)
     cfg = DetectorTrainConfig(scales=tscales, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                              seed=args.seed)
+                              seed=args.seed, flip=not args.no_flip)
     hist = train_detector(det, data, cfg, progress=not args.no_progress)
     os.makedirs(args.out, exist_ok=True)
     save_weights(det, os.path.join(args.out, "detector.npz"))
@@ -171,16 +186,19 @@ def _evaluate_detection_args(p):
 def run_evaluate_detection(args) -> int:
     """mAP of a detector on a data set: prints mAP and per-class AP; --out writes map.json, pr_curves.png."""
     det, reg, names = _load_detector(args)
-    scales = scales_from(args.scales, det.config, detection_scales(det.config))
     n_cls = background_index(det)
     if args.synthetic:
         data = detection_set(args.synthetic, args.seed + 1000, det.config.input_size, n_cls)
     else:
         data = image_folder(args.data, "val", n_cls, owner="the detector")
+    if not len(data):
+        raise CLIError("no images to evaluate on")
+    scales = guided_scales(args, det.config, detection_scales(det.config), data[0]["image"].shape[:2])
     m, per_class, curves = evaluate_detection(det, reg, data, scales, args.threshold, args.t, limit=args.limit,
-                                              progress=not args.no_progress, fine_stride=args.fine_stride)
+                                              progress=not args.no_progress, fine_stride=args.fine_stride,
+                                              method=args.method)
     n = len(data) if args.limit is None else min(args.limit, len(data))
-    print(f"{n} images: mAP {m:.4f} (IoU 0.5, VOC all-points AP)")
+    print(f"{n} images at scales {[tuple(s) for s in scales]}, {args.method}: mAP {m:.4f} (IoU 0.5, VOC all-points AP)")
     for c, ap in per_class.items():
         print(f"  {names[c]}: AP {ap:.4f}")
     if args.out:

@@ -1,0 +1,215 @@
+"""Box accumulation study (issue 15): Section 4.3's greedy merge ("paper"), the package's default
+accumulation ("merge", `merge.accumulate`) and NMS, on held-out images, for localization error
+and detection mAP, at several object sizes and two scale sets.
+
+    overfeat-np demo --out runs/demo --blas-threads 1          # the synthetic models (~2 min)
+    python benchmarks/bench_accumulation.py --demo runs/demo    # synthetic table (~4 min, 1 thread)
+    python benchmarks/bench_accumulation.py --demo runs/demo --diagnose   # why the paper's sum loses
+    python benchmarks/bench_accumulation.py --digits            # handwritten digits (scikit-learn's
+                                                                #   load_digits) on scikit-image photos
+
+Held out: evaluation images use seeds the models and the method choice never saw (localization
+5000, detection 6000; the method was chosen on seed 2000). Object sizes are fractions of the
+image side: localization on 64-px images (small 0.1-0.25, similar 0.3-0.6, large 0.6-1.0 of
+the side: at the small model's scales 1,2,4,6 that is 7-54, 22-130 and 43-216 px against its 64-px
+window), detection on 128-px images with 0..3 objects (small 0.08-0.15, similar 0.2-0.45 as the
+demo trains, large 0.45-0.7). Scale sets: the fixed defaults (localization 1,2,4,6; detection
+the config's 104,136,168) and "guided" = `scales.scales_for_objects` from the box sizes of 20
+*training* images (`scales.object_size_range`). Duplicates: ground-truth objects that keep two
+or more detections of their class with IoU >= 0.5 after the merge.
+One BLAS thread (threadpoolctl) so the timings of a shared machine do not move the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from overfeat_np.boxes import iou
+from overfeat_np.data import SyntheticShapes
+from overfeat_np.detect import DETECT_METHODS, detection_candidates, merge_candidates
+from overfeat_np.localize import METHODS, ground_truth, merge_predictions, predict_boxes
+from overfeat_np.metrics import Detections, localization_error, mean_average_precision
+from overfeat_np.regressor import load_regressor, window_overlap
+from overfeat_np.scales import (
+    detection_scales,
+    object_size_range,
+    scales_for,
+    scales_for_objects,
+    select_scales,
+)
+from overfeat_np.serialization import load_weights
+
+LOC_SIZES = {"small": (0.1, 0.25), "similar": (0.3, 0.6), "large": (0.6, 1.0)}
+DET_SIZES = {"small": (0.08, 0.15), "similar": (0.2, 0.45), "large": (0.45, 0.7)}
+LOC_SEED, DET_SEED, TRAIN_SEED = 5000, 6000, 3
+
+
+def guided(config, train_set, n=20):
+    """`scales_for_objects` from the boxes of the first n training images."""
+    boxes = np.concatenate([train_set[i]["boxes"].reshape(-1, 4) for i in range(n)])
+    return scales_for_objects(config, object_size_range(boxes), train_set[0]["image"].shape[:2])
+
+
+def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed):
+    """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]."""
+    rows = []
+    for size, (lo, hi) in sizes.items():
+        val = make_set(n, LOC_SEED, lo, hi)
+        gts = ground_truth(val)
+        for set_name, scales in ((fixed_name, fixed), ("guided", guided(model.config, make_set(20, TRAIN_SEED, lo, hi)))):
+            preds = {m: [] for m in METHODS}
+            for i in range(len(val)):
+                raw = predict_boxes(model, reg, val[i]["image"], scales)
+                for m in METHODS:
+                    loc = merge_predictions(raw, 5, m)
+                    preds[m].append((loc.classes, loc.boxes))
+            err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
+            rows.append((size, set_name, scales, err))
+            print(f"  localization {size:<8} {set_name:<8} " + "  ".join(
+                f"{m} {e5:.3f}/{e1:.3f}" for m, (e5, e1) in err.items()), flush=True)
+    return rows
+
+
+def duplicates(per_image, gts, iou_min=0.5) -> tuple:
+    """(objects with >= 2 same-class detections of IoU >= iou_min, objects)."""
+    dup = total = 0
+    for (boxes, _, classes), (labels, gboxes) in zip(per_image, gts):
+        total += len(gboxes)
+        for lab, gb in zip(labels, gboxes.reshape(-1, 4)):
+            sel = classes == lab
+            if sel.any():
+                dup += int((iou(boxes[sel], gb[None])[:, 0] >= iou_min).sum() >= 2)
+    return dup, total
+
+
+def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes):
+    """[(size, scale set, scales, {method: (mAP, duplicates, objects)})]."""
+    rows = []
+    for size, (lo, hi) in sizes.items():
+        test = make_set(n, DET_SEED, lo, hi)
+        gts = [(np.asarray(test[i]["box_labels"]), np.asarray(test[i]["boxes"], np.float32)) for i in range(n)]
+        for set_name, scales in ((fixed_name, fixed), ("guided", guided(det.config, make_set(20, TRAIN_SEED, lo, hi)))):
+            per = {m: [] for m in DETECT_METHODS}
+            for i in range(n):
+                cand = detection_candidates(det, reg, test[i]["image"], scales, 0.5)
+                for m in DETECT_METHODS:
+                    per[m].append(merge_candidates(cand, m) if len(cand.boxes) else
+                                  (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+            res = {}
+            for m, p in per.items():
+                rows_ = [(i, c, s, b) for i, (bb, ss, cc) in enumerate(p) for b, s, c in zip(bb, ss, cc)]
+                if rows_:
+                    ids, cl, sc, bx = (np.array(v) for v in zip(*rows_))
+                    dets = Detections(ids.astype(np.int64), cl.astype(np.int64), sc.astype(np.float64),
+                                      bx.reshape(-1, 4).astype(np.float64))
+                else:
+                    dets = Detections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)))
+                m_ap, _ = mean_average_precision(dets, gts, 0.5, classes=classes)
+                res[m] = (m_ap, *duplicates(p, gts))
+            rows.append((size, set_name, scales, res))
+            print(f"  detection    {size:<8} {set_name:<8} " + "  ".join(
+                f"{m} {a:.3f} (dup {d}/{t})" for m, (a, d, t) in res.items()), flush=True)
+    return rows
+
+
+def print_table(title, loc, det):
+    """The markdown table of the README: method x scale set x object size."""
+    print(f"\n{title}\n")
+    print("| objects | scales | loc. error merge | paper | NMS | mAP merge | paper | NMS | duplicates merge / paper / NMS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (size, sname, sc, err), (_, _, dsc, res) in zip(loc, det):
+        e = [f"{err[m][0]:.3f}" for m in METHODS]
+        a = [f"{res[m][0]:.3f}" for m in DETECT_METHODS]
+        d = " / ".join(f"{res[m][1]}" for m in DETECT_METHODS) + f" of {res['merge'][2]}"
+        scales = f"{sname} ({','.join(str(h) for h, _ in sc)} / {','.join(str(h) for h, _ in dsc)})"
+        print(f"| {size} | {scales} | {' | '.join(e)} | {' | '.join(a)} | {d} |")
+
+
+# --- synthetic shapes ---------------------------------------------------------------------------------
+def synthetic(args):
+    model = load_weights(os.path.join(args.demo, "weights.npz"))
+    reg = load_regressor(os.path.join(args.demo, "regressor.npz"), model)
+    det = load_weights(os.path.join(args.demo, "detector.npz"))
+    dreg = load_regressor(os.path.join(args.demo, "detector_regressor.npz"), det)
+
+    def loc_set(n, seed, lo, hi):
+        return SyntheticShapes(n, image_size=64, mode="localization", seed=seed, min_scale=lo, max_scale=hi, cache=True)
+
+    def det_set(n, seed, lo, hi):
+        return SyntheticShapes(n, image_size=128, mode="detection", seed=seed, min_scale=lo, max_scale=hi, cache=True)
+
+    fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
+    loc = localization_rows(model, reg, loc_set, LOC_SIZES, args.images, "1,2,4,6", fixed)
+    det_rows = detection_rows(det, dreg, det_set, DET_SIZES, args.images, "default", detection_scales(det.config),
+                              list(range(model.config.num_classes)))
+    print_table("synthetic shapes (localization 64-px images; detection 128-px images)", loc, det_rows)
+
+
+# --- why the paper's sum loses ------------------------------------------------------------------------
+def diagnose(args):
+    """Per scale: locations, share of the summed probability, whether the sum's best class is right,
+    windows that see >= 50% of the object and the IoU of their boxes; merge threshold t sweep."""
+    model = load_weights(os.path.join(args.demo, "weights.npz"))
+    reg = load_regressor(os.path.join(args.demo, "regressor.npz"), model)
+    scales = select_scales(scales_for(model.config), (1, 2, 4, 6))
+    for size, (lo, hi) in LOC_SIZES.items():
+        val = SyntheticShapes(args.images, image_size=64, mode="localization", seed=2000, min_scale=lo, max_scale=hi)
+        gts = ground_truth(val)
+        raws = [predict_boxes(model, reg, val[i]["image"], scales) for i in range(len(val))]
+        ns = len(scales)
+        share, right, seen, iou_seen, iou_part = (np.zeros(ns) for _ in range(5))
+        for p, (lab, gb) in zip(raws, gts):
+            for s in range(ns):
+                k = p.scale_ids == s
+                sums = {c: p.scores[k & (p.classes == c)].sum() for c in np.unique(p.classes[k])}
+                share[s] += sum(sums.values())
+                right[s] += max(sums, key=sums.get) == lab[0]
+                one = k & (p.classes == p.classes[k][0])  # every location once
+                cov = window_overlap(p.windows[one], gb)[:, 0]
+                ov = iou(p.boxes[one], gb)[:, 0]
+                seen[s] += (cov >= 0.5).mean()
+                iou_seen[s] += ov[cov >= 0.5].mean() if (cov >= 0.5).any() else np.nan
+                iou_part[s] += ov[cov < 0.5].mean() if (cov < 0.5).any() else np.nan
+        n = len(raws)
+        print(f"{size} objects ({lo}-{hi} of the image), {n} images, scales {[h for h, _ in scales]}")
+        print(f"  locations per scale           {np.bincount(raws[0].scale_ids) // 5}")
+        print(f"  share of the summed prob.     {np.round(share / share.sum(), 2)}")
+        print(f"  summed best class is right    {np.round(right / n, 2)}")
+        print(f"  windows seeing >=50% of obj.  {np.round(seen / n, 2)}")
+        print(f"  box IoU, windows seeing >=50% {np.round(iou_seen / n, 2)}  (nan: none at that scale)")
+        print(f"  box IoU, windows seeing <50%  {np.round(iou_part / n, 2)}")
+        for t in (0.25, 0.5, 0.75):
+            g = [merge_predictions(p, 5, "paper", t=t) for p in raws]
+            print(f"  paper merge t={t}: top-5 error {localization_error([(x.classes, x.boxes) for x in g], gts, 5):.3f}")
+        for m in METHODS:
+            g = [merge_predictions(p, 5, m) for p in raws]
+            print(f"  {m:<6} top-5 error {localization_error([(x.classes, x.boxes) for x in g], gts, 5):.3f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo", help="a folder written by `overfeat-np demo --out DIR`")
+    ap.add_argument("--digits", action="store_true", help="the handwritten-digits set (needs scikit-learn, scikit-image)")
+    ap.add_argument("--diagnose", action="store_true")
+    ap.add_argument("--images", type=int, default=100, help="held-out images per setting")
+    ap.add_argument("--cache", help="--digits: keep the trained models in this folder and reuse them")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        if args.diagnose:
+            diagnose(args)
+        elif args.digits:
+            from bench_accumulation_digits import digits
+            digits(args, localization_rows, detection_rows, print_table)
+        else:
+            synthetic(args)
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
