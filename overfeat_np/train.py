@@ -93,6 +93,7 @@ class TrainConfig:
     gamma: float = 0.5
     momentum: float = 0.6  # Section 3
     weight_decay: float = 1e-5  # Section 3
+    flip: bool = True  # random horizontal flips of the training crops (Section 3); False: digits, text
     init: str = "auto"  # "paper" N(0, 1e-2), "he" N(0, 2/fan_in), "auto": the model's weight_init
     seed: int = 0  # model init, data order, augmentation, dropout
     backend: str = "numpy"  # "numpy" or "cupy" (a name: the config is saved as JSON in checkpoints)
@@ -156,7 +157,7 @@ def build_model(config: TrainConfig, num_classes: int) -> OverFeat:
                               input_size=config.input_size, init=config.init)
 
 
-def default_transforms(input_size: int, resize: int | str | None = "auto"):
+def default_transforms(input_size: int, resize: int | str | None = "auto", flip: bool = True):
     """(TrainTransform, EvalTransform) of Section 3 for a model with `input_size` crops.
 
     resize "auto": smallest side to round(input_size * 256 / 231) (256 for the fast model's 231);
@@ -164,7 +165,7 @@ def default_transforms(input_size: int, resize: int | str | None = "auto"):
     """
     if resize == "auto":
         resize = round(input_size * RESIZE_RATIO)
-    return (TrainTransform(crop=input_size, resize=resize, flip=True),
+    return (TrainTransform(crop=input_size, resize=resize, flip=flip),
             EvalTransform(crop=input_size, resize=resize))
 
 
@@ -291,7 +292,7 @@ def _train(loop: _Loop, config: TrainConfig, train_set, val_set, resume, transfo
     if loop.log_path and os.path.exists(loop.log_path):
         for r in read_log(loop.log_path):
             (loop.history.epochs if r["kind"] == "epoch" else loop.history.steps).append(r)
-    train_tf, eval_tf = transforms or default_transforms(loop.model.config.input_size)
+    train_tf, eval_tf = transforms or default_transforms(loop.model.config.input_size, flip=config.flip)
     if not on_cpu(loop.xp):  # a GPU: uint8 crops cross, the device normalises them
         train_tf, eval_tf = _as_uint8(train_tf), _as_uint8(eval_tf)
     if getattr(train_tf, "uint8", False):

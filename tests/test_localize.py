@@ -258,3 +258,15 @@ def test_cli_train_regressor_limits_images_and_skips_evaluation(tmp_path, capsys
     assert code == 0 and (tmp_path / "reg.npz").exists(), out
     assert "training on 6 images" in out and "holding at most 87 windows" in out  # 0.05 MB / (16 x 3 x 3 x 4 + 24) B
     assert "localization error" not in out
+
+
+def test_no_flip_on_the_training_commands(tmp_path):
+    from overfeat_np.checkpoint import load_checkpoint
+    from overfeat_np.cli import build_parser
+
+    out = tmp_path / "run"
+    assert main(["train", "--synthetic", "16", "--max-steps", "1", "--width", "0.25", "--batch-size", "8",
+                 "--epochs", "1", "--no-flip", "--out", str(out), "--no-progress"]) == 0
+    assert load_checkpoint(out / "latest.npz")["train_config"]["flip"] is False  # --resume keeps it
+    args = build_parser().parse_args(["train-detector", "--weights", "w.npz", "--synthetic", "4", "--no-flip"])
+    assert args.no_flip

@@ -10,6 +10,7 @@ import os
 
 from ..backend import backend_name
 from ..checkpoint import load_checkpoint
+from ..data.transforms import TrainTransform
 from ..models import build_config
 from ..train import TrainConfig, train
 from ..viz import plot_run
@@ -37,6 +38,9 @@ def _train_args(p):
                    metavar="N", help="also write latest.npz every N steps, resumable mid-epoch bit for bit "
                                      "(default: only at the end of each epoch; ILSVRC epochs are hours long)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (with a checkpoint)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no random horizontal flips of the training crops (digits, text: a mirrored object is "
+                        "another object); kept in the checkpoint's config, so --resume keeps it")
     p.add_argument("--distributed", action="store_true",
                    help="data parallel over the ranks of `mpiexec -n N` (MPI on CPUs, NCCL on GPUs): each rank "
                         "takes 1/N of every --batch-size batch; needs pip install -e \".[mpi]\"")
@@ -47,7 +51,7 @@ def _config(args) -> TrainConfig:
     given = {"model": args.model, "width": args.width, "input_size": args.input_size, "epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
              "weight_decay": args.weight_decay, "checkpoint_every": args.checkpoint_every,
-             "max_steps": args.max_steps,
+             "max_steps": args.max_steps, "flip": False if args.no_flip else None,
              "milestones": args.milestones}
     given["blas_threads"] = args.blas_threads  # unset on --resume: the count the run was trained with
     given = {k: v for k, v in given.items() if v is not None}
@@ -71,6 +75,9 @@ def cmd_train(args):
     cfg = _config(args)
     input_size = build_config(cfg.model, input_size=cfg.input_size).input_size
     train_set, val_set, transforms = classification_data(args, input_size)
+    if not cfg.flip:  # TrainConfig.flip, from --no-flip or the resumed run
+        tf = transforms[0]
+        transforms = (TrainTransform(tf.crop, tf.resize, tf.mean, tf.std, flip=False), transforms[1])
     history = train(cfg, train_set, val_set, resume=args.resume, transforms=transforms)
     if history.rank:
         return 0  # rank 0 of a data-parallel run draws and reports
