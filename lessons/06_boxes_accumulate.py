@@ -13,7 +13,9 @@
 # This lesson trains a small model on synthetic shapes (about half a minute on a laptop CPU),
 # then looks at the raw box grid (the paper's Figure 6), watches the merge happen (Figure 7),
 # compares it with NMS on the same boxes, and measures the localization error with 1, 2 and 4
-# scales, single-class (SCR) against per-class (PCR) regression.
+# scales, single-class (SCR) against per-class (PCR) regression. Then the true story: where the
+# paper's sum fails (objects larger than the window at the big scales, whose many windows outvote
+# the rest), why, the fix this package uses by default, and how to choose scales from object size.
 
 # %%
 import time
@@ -21,6 +23,13 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
+from threadpoolctl import threadpool_limits
+
+# One BLAS thread: a matrix product sums in a different order with 2 threads than with 1, and a
+# classifier trained for only 100 steps turns those last-bit differences into visibly different
+# weights (its loss ratios moved by ~0.1 between 1 and 2 threads). Pinned, the lesson computes
+# the same numbers on every machine, and its checks below still keep wide margins.
+threadpool_limits(1)
 
 from overfeat_np.boxes import iou
 from overfeat_np.data import SyntheticShapes
@@ -34,10 +43,11 @@ from overfeat_np.localize import (
     train_regressor,
     window_samples,
 )
-from overfeat_np.merge import DEFAULT_MERGE_T, greedy_merge
+from overfeat_np.merge import DEFAULT_MERGE_T, greedy_merge, window_weights
 from overfeat_np.metrics import localization_error
 from overfeat_np.preprocess import scale_images
-from overfeat_np.regressor import build_regressor, regression_targets
+from overfeat_np.regressor import build_regressor, regression_targets, window_overlap
+from overfeat_np.scales import object_scale_warnings, scales_for_objects
 from overfeat_np.train import TrainConfig, default_transforms, train
 
 t_start = time.perf_counter()
@@ -117,7 +127,7 @@ ax.set_xlabel("epoch")
 ax.set_ylabel("L2 loss (window units)")
 ax.legend()
 plt.show()
-assert all(h.losses[-1] < 0.5 * h.losses[0] for h in hists.values())
+assert all(h.losses[-1] < 0.7 * h.losses[0] for h in hists.values())  # measured: ~0.3-0.4
 
 # %% [markdown]
 # ## 4. The raw box grid (Figure 6)
@@ -180,11 +190,12 @@ assert all(counts[i] >= counts[i + 1] for i in range(len(counts) - 1))
 #
 # NMS keeps the single highest-scoring window of each overlapping group and throws the rest
 # away; its confidence is one window's probability. The merge keeps the evidence: a box many
-# windows agree on collects their scores. Here are the top-5 guesses of each (thicker = better).
+# windows agree on collects their scores. Here are the top-5 guesses of each (thicker = better);
+# `method="paper"` is Section 4.3 exactly as written.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-for ax, method in zip(axes, ("merge", "nms")):
+for ax, method in zip(axes, ("paper", "nms")):
     loc = merge_predictions(pred, k=5, method=method)
     ax.imshow(example["image"])
     for r, (c, b, conf) in enumerate(zip(loc.classes, loc.boxes, loc.confidences)):
@@ -222,13 +233,13 @@ rows = []
 for name in regs:
     for n in (1, 2, 4):
         errs = []
-        for method in ("merge", "nms"):
+        for method in ("paper", "nms"):
             locs = [merge_predictions(first_scales(p, n), 5, method) for p in raw[name]]
             guesses = [(lc.classes, lc.boxes) for lc in locs]
             errs += [localization_error(guesses, gts, k=5), localization_error(guesses, gts, k=1)]
         rows.append((name, n, *errs))
 centre = centre_box_error(val)
-print(f"{'head':<5} {'scales':>6} {'merge top-5':>12} {'NMS top-5':>10} {'merge top-1':>12} {'NMS top-1':>10}")
+print(f"{'head':<5} {'scales':>6} {'paper top-5':>12} {'NMS top-5':>10} {'paper top-1':>12} {'NMS top-1':>10}")
 for name, n, m5, m1, n5, n1 in rows:
     print(f"{name:<5} {n:>6} {m5:>12.1%} {n5:>10.1%} {m1:>12.1%} {n1:>10.1%}")
 print(f"centre box with the true class: {centre:.1%}  ({len(val)} images)")
@@ -240,12 +251,95 @@ assert all(by_scales[name, 4] < by_scales[name, 1] for name in regs), "4 scales 
 # %% [markdown]
 # On this toy set the numbers move by a few images (100 images: 1% each), so read them as
 # tendencies. More scales help most, as in the paper (40.0% -> 31.5% -> 30.0% with 1, 2, 4
-# scales): an object can be framed well only at a scale where it fits a window. Merge and NMS
-# are close here; with a classifier trained for seconds, the summed confidence can also pile up
-# on a wrong class that is moderately likely over many windows, which costs the merge in the
-# top-1 column. The paper found SCR better than PCR (31.3% vs 44.1%): with 1000 classes each PCR
+# scales): an object can be framed well only at a scale where it fits a window. The paper's merge
+# and NMS are close here, where the objects (20-80% of the window) fit the windows at every
+# scale. The paper found SCR better than PCR (31.3% vs 44.1%): with 1000 classes each PCR
 # output sees few examples; with 6 classes and plenty of windows each, the gap here is small and
 # can go either way.
+
+# %% [markdown]
+# ## 8. Where the paper's sum fails: objects larger than the window
+#
+# Now objects of 60-100% of the image. At scale 136 such an object is 80-136 px, and the
+# 64-px windows of that scale each see only a part of it. Three things go wrong at once, and
+# the cell below measures each, per scale:
+#
+# - **how many windows vote**: at fine stride scale 136 has 100 locations, scale 72 has 4. The
+#   paper's confidence is a plain sum over windows, so the biggest scale holds most of it;
+# - **what those windows see**: the fraction of windows that see at least half of the object
+#   (the only windows the regressor was trained on, Section 4.2) falls towards zero;
+# - **what they say**: the class with the largest summed probability at that scale, right or
+#   wrong (a part of a ring can look like a bar).
+
+# %%
+large = SyntheticShapes(40, image_size=64, mode="localization", seed=7, min_scale=0.6, max_scale=1.0)
+large_gts = ground_truth(large)
+large_raw = [predict_boxes(model, regs["SCR"], large[i]["image"], SCALES) for i in range(len(large))]
+share, right, sees_half = np.zeros(4), np.zeros(4), np.zeros(4)
+for p, (lab, gb) in zip(large_raw, large_gts):
+    for s in range(4):
+        k = p.scale_ids == s
+        sums = {c: p.scores[k & (p.classes == c)].sum() for c in np.unique(p.classes[k])}
+        share[s] += sum(sums.values())
+        right[s] += max(sums, key=sums.get) == lab[0]
+        one = k & (p.classes == p.classes[k][0])  # each location once
+        sees_half[s] += (window_overlap(p.windows[one], gb)[:, 0] >= 0.5).mean()
+locations = np.bincount(large_raw[0].scale_ids) // 5
+print(f"{'scale':>6} {'locations':>9} {'share of the sum':>17} {'sum picks the class':>20} {'windows seeing half':>20}")
+for s, hw in enumerate(SCALES):
+    print(f"{hw[0]:>6} {locations[s]:>9} {share[s] / share.sum():>17.0%} {right[s] / len(large):>20.0%} "
+          f"{sees_half[s] / len(large):>20.0%}")
+assert share[3] / share.sum() > 0.5  # the 100 locations of scale 136 hold most of the paper's sum
+assert sees_half[3] < 0.5 * sees_half[0]  # ... and few of them see half of the object
+
+# %% [markdown]
+# So the scale that is least able to see the object casts most of the votes. Two repairs, both
+# measured in `benchmarks/bench_accumulation.py`:
+#
+# 1. **Weight each vote by the image area its location stands for.** Scale S places its windows
+#    a stride apart in its own pixels, i.e. stride x 64/S apart in this 64-px image; one location
+#    stands for an image area proportional to (64/S)^2, the same factor as its window's area
+#    (`merge.window_weights`). Weighted so, a scale counts with the image area it covers, not
+#    with its number of locations. `merge.accumulate` does this, also drops the windows of a
+#    (scale, class) below half of its best one, and averages a cluster's boxes weighted by
+#    confidence. It is the package's default, `method="merge"`.
+# 2. **Choose scales from the object size** (`scales.scales_for_objects`): scales that show the
+#    expected objects at 0.4-0.9 of the window, and a warning (`scales.object_scale_warnings`)
+#    for any scale at which no window can see half of an object (side > 64 / sqrt(0.5) px).
+
+# %%
+w0 = window_weights(large_raw[0].windows)
+print("window weight of each scale:", [round(float(w0[large_raw[0].scale_ids == s][0]), 2) for s in range(4)],
+      "x its locations:", [round(float(w0[large_raw[0].scale_ids == s][0]) * n, 1) for s, n in enumerate(locations)])
+guided = scales_for_objects(model.config, (0.6 * 64, 64), (64, 64))
+print("scales for objects of 38-64 px in a 64-px image:", guided)
+for w in object_scale_warnings(model.config, SCALES, (0.6 * 64, 64), (64, 64)):
+    print("warning:", w)
+guided_raw = [predict_boxes(model, regs["SCR"], large[i]["image"], guided) for i in range(len(large))]
+errors = {}
+for label, raws in (("scales 72-136", large_raw), ("guided", guided_raw)):
+    for method in ("merge", "paper", "nms"):
+        locs = [merge_predictions(p, 5, method) for p in raws]
+        errors[label, method] = localization_error([(lc.classes, lc.boxes) for lc in locs], large_gts, k=5)
+print(f"{'':>14} {'merge':>7} {'paper':>7} {'NMS':>7}   (top-5 localization error, {len(large)} images)")
+for label in ("scales 72-136", "guided"):
+    print(f"{label:>14} " + " ".join(f"{errors[label, m]:>7.1%}" for m in ("merge", "paper", "nms")))
+assert errors["scales 72-136", "merge"] < errors["scales 72-136", "paper"]
+assert min(errors["guided", m] for m in ("merge", "paper", "nms")) <= errors["scales 72-136", "paper"]
+
+# %% [markdown]
+# ## 9. The whole table
+#
+# `python benchmarks/bench_accumulation.py --demo runs/demo` (after `overfeat-np demo --out
+# runs/demo --blas-threads 1`) runs the three methods on held-out images with small, similar and
+# large objects, at fixed and at guided scales, for localization (top-5 error, lower is better)
+# and detection (mAP, higher is better), and counts objects left with two boxes of their class.
+# The README's "Greedy merge vs NMS" section holds its table and the one on handwritten digits.
+# In short: weighting votes by area fixes the large-object failure (top-5 error 0.02 where the
+# paper's sum gives 0.20 and NMS 0.14) and is the best method in detection everywhere; objects
+# much smaller than the window at fixed scales are still better served by NMS (0.37 against
+# 0.52), and there the real repair is the choice of scales: guided scales bring every method to
+# 0.12-0.15.
 
 # %%
 print(f"lesson ran in {time.perf_counter() - t_start:.0f} s")
@@ -259,7 +353,10 @@ print(f"lesson ran in {time.perf_counter() - t_start:.0f} s")
 #   the object are not trained on. Frozen features mean each image is featurised once per scale.
 # - Greedy merge fuses agreeing boxes and sums their scores, so consistent evidence across
 #   locations and scales outranks an isolated confident window; NMS keeps only the best window.
-# - Localization error falls with more scales and is far below a centre-box guess.
+# - The paper's plain sum lets the scale with the most locations decide, and that is the scale
+#   where large objects overflow the windows. Weighting each vote by the image area its location
+#   stands for (the default `method="merge"`) repairs it; choosing scales from the object size
+#   (`scales_for_objects`, `--object-size`) helps every method more than any merge rule does.
 #
 # ## Exercises
 #
@@ -267,7 +364,9 @@ print(f"lesson ran in {time.perf_counter() - t_start:.0f} s")
 #    (`regression_targets` with your own mask). Which objects lose all their training windows?
 # 2. Vary the merge threshold t from 0.1 to 1.0 and plot the localization error. Why does a
 #    very large t hurt?
-# 3. Weight the merged box by confidence (`greedy_merge(..., weighted=True)`). Does it help?
+# 3. Give every scale exactly one vote per class instead (divide each score by the number of
+#    locations of its scale). Where does it beat the area weights, and where does it lose? (Hint:
+#    objects much smaller than the window at scale 72.)
 # 4. Train the regressor on one scale only and evaluate on four. What happens to large objects?
 # 5. The paper proposes optimising IoU directly instead of L2 (future work). Sketch the gradient
 #    of 1 - IoU with respect to the four box coordinates.
