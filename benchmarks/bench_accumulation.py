@@ -164,8 +164,9 @@ def diagnose(args):
         gts = ground_truth(val)
         raws = [predict_boxes(model, reg, val[i]["image"], scales) for i in range(len(val))]
         ns = len(scales)
-        share, right, seen, iou_seen, iou_part = (np.zeros(ns) for _ in range(5))
-        for p, (lab, gb) in zip(raws, gts):
+        share, right, seen = (np.zeros(ns) for _ in range(3))
+        iou_seen, iou_part = np.full((len(raws), ns), np.nan), np.full((len(raws), ns), np.nan)
+        for n_img, (p, (lab, gb)) in enumerate(zip(raws, gts)):
             for s in range(ns):
                 k = p.scale_ids == s
                 sums = {c: p.scores[k & (p.classes == c)].sum() for c in np.unique(p.classes[k])}
@@ -175,16 +176,19 @@ def diagnose(args):
                 cov = window_overlap(p.windows[one], gb)[:, 0]
                 ov = iou(p.boxes[one], gb)[:, 0]
                 seen[s] += (cov >= 0.5).mean()
-                iou_seen[s] += ov[cov >= 0.5].mean() if (cov >= 0.5).any() else np.nan
-                iou_part[s] += ov[cov < 0.5].mean() if (cov < 0.5).any() else np.nan
+                if (cov >= 0.5).any():
+                    iou_seen[n_img, s] = ov[cov >= 0.5].mean()
+                if (cov < 0.5).any():
+                    iou_part[n_img, s] = ov[cov < 0.5].mean()
         n = len(raws)
         print(f"{size} objects ({lo}-{hi} of the image), {n} images, scales {[h for h, _ in scales]}")
         print(f"  locations per scale           {np.bincount(raws[0].scale_ids) // 5}")
         print(f"  share of the summed prob.     {np.round(share / share.sum(), 2)}")
         print(f"  summed best class is right    {np.round(right / n, 2)}")
         print(f"  windows seeing >=50% of obj.  {np.round(seen / n, 2)}")
-        print(f"  box IoU, windows seeing >=50% {np.round(iou_seen / n, 2)}  (nan: none at that scale)")
-        print(f"  box IoU, windows seeing <50%  {np.round(iou_part / n, 2)}")
+        with np.errstate(all="ignore"):
+            print(f"  box IoU, windows seeing >=50% {np.round(np.nanmean(iou_seen, 0), 2)}  (nan: none at that scale)")
+            print(f"  box IoU, windows seeing <50%  {np.round(np.nanmean(iou_part, 0), 2)}")
         for t in (0.25, 0.5, 0.75):
             g = [merge_predictions(p, 5, "paper", t=t) for p in raws]
             print(f"  paper merge t={t}: top-5 error {localization_error([(x.classes, x.boxes) for x in g], gts, 5):.3f}")
