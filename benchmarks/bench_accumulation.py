@@ -164,7 +164,7 @@ def diagnose(args):
         gts = ground_truth(val)
         raws = [predict_boxes(model, reg, val[i]["image"], scales) for i in range(len(val))]
         ns = len(scales)
-        share, right, seen = (np.zeros(ns) for _ in range(3))
+        share, right, seen, own = (np.zeros(ns) for _ in range(4))
         iou_seen, iou_part = np.full((len(raws), ns), np.nan), np.full((len(raws), ns), np.nan)
         for n_img, (p, (lab, gb)) in enumerate(zip(raws, gts)):
             for s in range(ns):
@@ -176,6 +176,11 @@ def diagnose(args):
                 cov = window_overlap(p.windows[one], gb)[:, 0]
                 ov = iou(p.boxes[one], gb)[:, 0]
                 seen[s] += (cov >= 0.5).mean()
+                w, b = p.windows[one].astype(np.float64), p.boxes[one].astype(np.float64)
+                inter = (np.clip(np.minimum(w[:, 2], b[:, 2]) - np.maximum(w[:, 0], b[:, 0]), 0, None)
+                         * np.clip(np.minimum(w[:, 3], b[:, 3]) - np.maximum(w[:, 1], b[:, 1]), 0, None))
+                area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+                own[s] += (inter / area >= 0.5).mean()  # the window sees half of its own predicted box
                 if (cov >= 0.5).any():
                     iou_seen[n_img, s] = ov[cov >= 0.5].mean()
                 if (cov < 0.5).any():
@@ -186,6 +191,7 @@ def diagnose(args):
         print(f"  share of the summed prob.     {np.round(share / share.sum(), 2)}")
         print(f"  summed best class is right    {np.round(right / n, 2)}")
         print(f"  windows seeing >=50% of obj.  {np.round(seen / n, 2)}")
+        print(f"  ... of their own box          {np.round(own / n, 2)}  (a filter on it would keep almost all)")
         with np.errstate(all="ignore"):
             print(f"  box IoU, windows seeing >=50% {np.round(np.nanmean(iou_seen, 0), 2)}  (nan: none at that scale)")
             print(f"  box IoU, windows seeing <50%  {np.round(np.nanmean(iou_part, 0), 2)}")
