@@ -118,8 +118,10 @@ train_regressor(det, reg, [det_set[i] for i in range(200)], cfg.scales, epochs=5
 # %% [markdown]
 # ## 5. Detections
 # Dense class maps at fine stride on three scales, regressed boxes where an object class has
-# probability >= 0.5, greedy merge per class. The score is the summed probability of the merged
-# locations. Dashed white: ground truth.
+# probability >= 0.5, accumulated per class (`merge.accumulate`, lesson 06): a detection's score
+# adds up the probabilities of its windows, each weighted by its window's area in the image, so a
+# scale counts by the image area it covers and not by its number of locations (the paper's plain
+# sum is `method="paper"`). Dashed white: ground truth.
 
 # %%
 test_set = SyntheticShapes(60, image_size=128, mode="detection", seed=11, cache=True, num_classes=n_cls,

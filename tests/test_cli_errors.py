@@ -97,3 +97,22 @@ def test_checkpoint_every_steps_writes_mid_epoch_checkpoints(tmp_path, capsys):
     state = load_checkpoint(out / "latest.npz")["state"]
     assert (state["epoch"], state["batch"], state["global_step"]) == (0, 3, 3)  # mid-epoch, resumable
     assert load_checkpoint(out / "latest.npz")["train_config"]["checkpoint_every"] == 2
+
+
+def test_boxes_outside_their_image_are_reported(tmp_path, capsys):
+    from overfeat_np.cli import build_parser
+    from overfeat_np.cli.options import image_folder, report_boxes
+    from overfeat_np.data import write_voc_xml
+
+    folder = tmp_path / "train" / "n00000001"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(folder / "a.png")
+    write_voc_xml(tmp_path / "Annotation" / "n00000001" / "a.xml", np.array([[5, 5, 20, 20], [30, 30, 70, 45]]),
+                  ["n00000001"] * 2, (50, 40))
+    data = image_folder(str(tmp_path), "train", outside_boxes="drop")
+    assert len(data[0]["boxes"]) == 1
+    report_boxes(data)
+    assert "1 of 2 boxes reached outside their image: 0 clipped, 1 dropped" in capsys.readouterr().out
+    for cmd in ("train-regressor", "train-detector", "evaluate"):
+        args = build_parser().parse_args([cmd, "--weights", "w", "--data", "d", "--outside-boxes", "drop"])
+        assert args.outside_boxes == "drop"

@@ -41,6 +41,7 @@ from .options import (
     positive_float,
     read_class_names,
     read_images,
+    report_boxes,
     scales_from,
 )
 from .registry import CLIError, command
@@ -84,7 +85,7 @@ def add_detection_options(p, scales_default="the model's scales.detection_scales
     p.add_argument("--threshold", type=float, default=0.5, help="per-location class probability (default 0.5)")
     p.add_argument("--t", type=float, default=0.5, help="merge threshold t (default 0.5)")
     p.add_argument("--method", choices=DETECT_METHODS, default="merge",
-                   help="merge: the package's accumulation (default; one vote per scale, merge.accumulate); "
+                   help="merge: the package's accumulation (default; merge.accumulate: windows weighted by their image area); "
                         "paper: Section 4.3's greedy merge exactly; nms: non-maximum suppression")
 
 
@@ -148,7 +149,7 @@ def cmd_train_detector(args):
         data = detection_set(args.synthetic, args.seed, clf.config.input_size, n_cls)
         names = data.classes
     else:
-        data = image_folder(args.data, "train", n_cls, owner="the classifier")
+        data = image_folder(args.data, "train", n_cls, owner="the classifier", outside_boxes=args.outside_boxes)
     tscales = scales_from(args.scales, clf.config, detector_train_scales(clf.config))
     det = make_detector(clf, seed=args.seed)
     cfg = DetectorTrainConfig(scales=tscales, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -170,6 +171,7 @@ def cmd_train_detector(args):
         json.dump(log, f, indent=1, default=list)
     print(f"detector trained: {cfg.steps} steps, {hist.images_per_s:.1f} images/s, last loss "
           f"{hist.steps[-1]['loss']:.3f}; files in {args.out}")
+    report_boxes(data)
     return 0
 
 
@@ -190,7 +192,7 @@ def run_evaluate_detection(args) -> int:
     if args.synthetic:
         data = detection_set(args.synthetic, args.seed + 1000, det.config.input_size, n_cls)
     else:
-        data = image_folder(args.data, "val", n_cls, owner="the detector")
+        data = image_folder(args.data, "val", n_cls, owner="the detector", outside_boxes=args.outside_boxes)
     if not len(data):
         raise CLIError("no images to evaluate on")
     scales = guided_scales(args, det.config, detection_scales(det.config), data[0]["image"].shape[:2])
@@ -207,6 +209,7 @@ def run_evaluate_detection(args) -> int:
             json.dump({"mAP": m, "AP": {names[c]: ap for c, ap in per_class.items()}, "images": n}, f, indent=1)
         plot_pr_curves(curves, names, os.path.join(args.out, "pr_curves.png"), per_class,
                        title=f"{n} images: mAP {m:.2f}")
+    report_boxes(data)
     return 0
 
 

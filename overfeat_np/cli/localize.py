@@ -46,6 +46,7 @@ from .options import (
     positive_float,
     positive_int,
     read_images,
+    report_boxes,
     scales_from,
 )
 from .registry import CLIError, command
@@ -138,8 +139,9 @@ def _localization_sets(args, model) -> tuple:
                                     seed=args.seed)
         val = localization_set(max(args.synthetic // 8, 20), args.seed + 1000, size, n_cls)
     else:
-        train_set = image_folder(args.data, "train")
-        val = image_folder(args.data, "val") if os.path.isdir(os.path.join(args.data, "val")) else None
+        train_set = image_folder(args.data, "train", outside_boxes=args.outside_boxes)
+        val = (image_folder(args.data, "val", outside_boxes=args.outside_boxes)
+               if os.path.isdir(os.path.join(args.data, "val")) else None)
     if args.train_images is not None and args.train_images < len(train_set):
         train_set = _First(train_set, args.train_images)
     if args.no_eval:
@@ -191,6 +193,7 @@ def cmd_train_regressor(args):
         parts = ", ".join(f"{m} {e:.3f}" for m, e in err.items())
         print(f"validation localization error (top-5, IoU >= 0.5) on {len(val_set)} images: {parts}; "
               f"centre box with the true class: {centre_box_error(val_set):.3f}")
+    report_boxes(train_set, val_set)
     return 0
 
 
@@ -208,7 +211,7 @@ def run_evaluate_localization(args) -> int:
     if args.synthetic:
         val = localization_set(args.synthetic, args.seed + 1000, model.config.input_size, n_cls)
     else:
-        val = image_folder(args.data, "val", n_cls)
+        val = image_folder(args.data, "val", n_cls, outside_boxes=args.outside_boxes)
     if args.limit is not None:
         val = [val[i] for i in range(min(args.limit, len(val)))]
     if not len(val):
@@ -219,6 +222,7 @@ def run_evaluate_localization(args) -> int:
           f"greedy merge {err['merge']:.4f} (default accumulation), Section 4.3's merge {err['paper']:.4f}, "
           f"NMS {err['nms']:.4f}; "
           f"centre box with the true class {centre_box_error(val):.4f}")
+    report_boxes(val)
     return 0
 
 
@@ -231,7 +235,7 @@ def _localize_args(p):
     add_object_size(p)
     add_stride(p)
     p.add_argument("--method", choices=METHODS, default="merge",
-                   help="merge: the package's accumulation (default; one vote per scale, merge.accumulate); "
+                   help="merge: the package's accumulation (default; merge.accumulate: windows weighted by their image area); "
                         "paper: Section 4.3's greedy merge exactly; nms: non-maximum suppression")
     p.add_argument("-t", "--threshold", type=float, default=DEFAULT_MERGE_T, help="merge threshold t")
     p.add_argument("-k", "--top", type=int, default=5, help="guesses per image (default 5)")

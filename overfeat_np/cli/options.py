@@ -15,6 +15,7 @@ import os
 from ..backend import BACKENDS
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import EvalTransform, ImageFolderDataset, classification_sets, load_rgb, make_sample
+from ..data.folders import OUTSIDE_BOXES
 from ..scales import parse_scales
 from ..serialization import load_weights
 from ..train import RESIZE_RATIO, default_transforms
@@ -90,6 +91,9 @@ def add_data(p, data_help="ImageNet-layout folder (train/<wnid>/*.JPEG, val/...)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--data", metavar="ROOT", help=data_help)
     g.add_argument("--synthetic", type=positive_int, metavar="N", help=synthetic_help)
+    p.add_argument("--outside-boxes", choices=OUTSIDE_BOXES, default="clip",
+                   help="with --data: boxes reaching outside their image are clipped (default) or dropped; "
+                        "either way they are counted and reported")
     if loader_options:
         p.add_argument("--num-classes", type=int, help="classes of the synthetic set (default 6)")
         p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
@@ -184,7 +188,7 @@ def centre_crop_input(image, config, resize=None):
 
 
 def image_folder(root, split: str, num_classes: int | None = None, owner: str = "the model",
-                 decode_min_side: int | None = None):
+                 decode_min_side: int | None = None, outside_boxes: str = "clip"):
     """The `split` of an ImageNet-layout tree; a missing folder or another class count is a CLIError.
 
     decode_min_side: the shorter side the transform resizes to; large JPEGs are then decoded at
@@ -194,7 +198,7 @@ def image_folder(root, split: str, num_classes: int | None = None, owner: str = 
                        f"{root}/train/<wnid>/*.JPEG, {root}/val/...)")
     if split == "val" and not os.path.isdir(os.path.join(root, "val")):
         raise CLIError(f"{root} has no val/ folder to evaluate on")
-    data = ImageFolderDataset(root, split, decode_min_side=decode_min_side)
+    data = ImageFolderDataset(root, split, decode_min_side=decode_min_side, outside_boxes=outside_boxes)
     if num_classes is not None and data.num_classes != num_classes:
         raise CLIError(f"{owner} has {num_classes} classes, the data {data.num_classes}")
     return data
@@ -211,3 +215,12 @@ def classification_data(args, input_size: int, need_train: bool = True) -> tuple
     has_val = os.path.isdir(os.path.join(args.data, "val"))
     val_set = image_folder(args.data, "val", decode_min_side=side) if has_val or not need_train else None
     return train_set, val_set, transforms
+
+
+def report_boxes(*datasets):
+    """Print what became of boxes outside their image, for the image folders among `datasets`."""
+    for data in datasets:
+        counts = getattr(data, "box_counts", None)
+        if counts and counts["outside"]:
+            print(f"{data.root} ({data.split}): {data.box_report()}")
+
