@@ -34,6 +34,7 @@ threadpool_limits(1)
 
 from overfeat_np.boxes import iou
 from overfeat_np.data import SyntheticShapes
+from overfeat_np.exercises import check_match_score
 from overfeat_np.grid import output_windows
 from overfeat_np.localize import (
     BoxPredictions,
@@ -185,6 +186,25 @@ for t, ax in zip(snaps, axes):
     ax.set_ylim(64, 0)
 plt.show()
 assert all(counts[i] >= counts[i + 1] for i in range(len(counts) - 1))
+
+# %% [markdown]
+# ### Your turn: the match score
+#
+# The paper names the two ingredients of the match score (the distance between the boxes'
+# centres and their intersection) but no formula; the package uses
+# `|c_a - c_b| / s + (1 - IoU(a, b))`, with s the pair's mean side length (w_a + h_a + w_b + h_b) / 4.
+# Write it for two boxes (left, top, right, bottom) between START and END; the check compares it
+# with `merge.match_score` on 20 random pairs.
+
+# %%
+def my_match_score(a, b):
+    # START OF YOUR CODE
+    raise NotImplementedError
+    # END OF YOUR CODE
+
+
+# %%
+print(check_match_score(my_match_score))
 
 # %% [markdown]
 # ## 6. Accumulation versus non-maximum suppression, on the same boxes
