@@ -1,7 +1,7 @@
 """`overfeat-np demo`: train the small OverFeat on synthetic shapes on a CPU, then show all three tasks.
 
     run_demo("runs/demo")              # about 45 s on 2 CPU cores (the classifier is most of it)
-    run_demo("runs/demo", quick=True)  # about 15-20 s, for tests and a first look
+    run_demo("runs/demo", quick=True)  # about 40 s on 2 cores, for tests and a first look
 
 The demo is a list of parts (`DEMO_PARTS`), each `part(run)` reading and extending one `DemoRun`
 (the models trained so far, and the summary):

@@ -10,7 +10,7 @@ from .registry import command
 
 def _demo_args(p):
     p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="a ~15-20 s version (fewer images and steps)")
+    p.add_argument("--quick", action="store_true", help="a ~40 s version on 2 cores (fewer images and steps)")
 
 
 @command("demo", "the README's first command: train the small model on synthetic shapes, then show "
