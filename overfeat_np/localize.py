@@ -236,23 +236,9 @@ def train_regressor(model, regressor: Regressor, dataset=None, scales=None, epoc
     hist = RegressorHistory(windows=n, feature_seconds=windows.seconds)
     per_epoch = max(1, -(-n // batch_size))
     total = steps if steps is not None else epochs * per_epoch
-    head, out = regressor.head, regressor.outputs
     t0 = time.perf_counter()
     while hist.steps < total:
-        order = xp.asarray(rng.permutation(n))
-        loss_sum, seen = 0.0, 0
-        for b0 in range(0, n, batch_size):
-            if hist.steps >= total:
-                break
-            idx = order[b0:b0 + batch_size]
-            y, cache = head.forward(windows.patches[idx], train=True)  # (B, out, 1, 1)
-            loss, d = regression_loss(y.reshape(-1, out), windows.targets[idx], windows.labels[idx])
-            _, grads = head.backward(d.reshape(y.shape), cache)
-            opt.step(grads)
-            hist.steps += 1
-            loss_sum += loss * len(idx)
-            seen += len(idx)
-            hist.seen += len(idx)
+        loss_sum, seen = _sgd_pass(regressor, opt, windows, xp.asarray(rng.permutation(n)), batch_size, hist, total)
         hist.losses.append(float(loss_sum) / max(seen, 1))  # the epoch's one synchronisation
     hist.train_seconds = time.perf_counter() - t0
     return hist
@@ -310,6 +296,27 @@ def window_buffers(model, dataset, scales, max_windows: int, order, fine_stride:
         yield _buffer_set(patches, targets, labels, held, scales, seconds)
 
 
+def _sgd_pass(regressor: Regressor, opt, windows: WindowSet, order, batch_size: int, hist, stop) -> tuple:
+    """SGD on the head over `windows` in `order` (device indices), batch by batch, until hist.steps
+    reaches `stop` (None: the whole pass). Returns (loss sum, windows seen); the sum stays on the
+    device (no synchronisation per step)."""
+    head, out = regressor.head, regressor.outputs
+    loss_sum, seen = 0.0, 0
+    for b0 in range(0, len(order), batch_size):
+        if stop is not None and hist.steps >= stop:
+            break
+        idx = order[b0:b0 + batch_size]
+        y, cache = head.forward(windows.patches[idx], train=True)  # (B, out, 1, 1)
+        loss, d = regression_loss(y.reshape(-1, out), windows.targets[idx], windows.labels[idx])
+        _, grads = head.backward(d.reshape(y.shape), cache)
+        opt.step(grads)
+        hist.steps += 1
+        loss_sum += loss * len(idx)
+        seen += len(idx)
+        hist.seen += len(idx)
+    return loss_sum, seen
+
+
 def _buffer_set(patches, targets, labels, n, scales, seconds) -> WindowSet:
     z = np.zeros(n, np.int64)
     return WindowSet(patches[:n], targets[:n], labels[:n], z, z, np.zeros((n, 2), np.int64), 0, scales, seconds)
@@ -329,7 +336,6 @@ def train_regressor_streaming(model, regressor: Regressor, dataset, scales, max_
     opt = SGD(regressor.params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     hist = RegressorHistory()
-    head, out = regressor.head, regressor.outputs
     first = True
     it = range(epochs) if steps is None else iter(int, 1)  # with steps: until they are done
     if progress:
@@ -344,21 +350,10 @@ def train_regressor_streaming(model, regressor: Regressor, dataset, scales, max_
                 _init_output_bias(regressor, buf)
             first = False
             t0 = time.perf_counter()
-            n = len(buf)
-            count += n
-            order = xp.asarray(rng.permutation(n))
-            for b0 in range(0, n, batch_size):
-                if steps is not None and hist.steps >= steps:
-                    break
-                idx = order[b0:b0 + batch_size]
-                y, cache = head.forward(buf.patches[idx], train=True)  # (B, out, 1, 1)
-                loss, d = regression_loss(y.reshape(-1, out), buf.targets[idx], buf.labels[idx])
-                _, grads = head.backward(d.reshape(y.shape), cache)
-                opt.step(grads)
-                hist.steps += 1
-                loss_sum += loss * len(idx)
-                seen += len(idx)
-                hist.seen += len(idx)
+            count += len(buf)
+            buf_loss, buf_seen = _sgd_pass(regressor, opt, buf, xp.asarray(rng.permutation(len(buf))), batch_size,
+                                           hist, steps)
+            loss_sum, seen = loss_sum + buf_loss, seen + buf_seen
             hist.train_seconds += time.perf_counter() - t0
         if first:
             raise ValueError(f"train_regressor: no window sees >= {min_overlap:.0%} of a box in {len(dataset)} "
