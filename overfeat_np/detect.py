@@ -68,7 +68,7 @@ def location_candidates(model, regressor, image, scales, fine_stride=True, mean=
     for sp in dense_passes(net, image, scales, fine_stride, mean=mean, std=std):
         probs = to_numpy(softmax(net.outputs(sp.unpooled, sp.grid)))[0]  # (C, qh, qw)
         if regressor is None:
-            boxes = (sp.grid.windows() * sp.grid.to_image)[None]
+            boxes = sp.grid.image_windows()[None]
         else:
             boxes = location_boxes(regressor, sp.unpooled, sp.grid)
         out.append((probs, boxes))

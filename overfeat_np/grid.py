@@ -87,6 +87,10 @@ class DenseGrid:
         """(H', W', 4) float32 window of every output, in input pixels (`output_windows`)."""
         return _windows(self.shape, self.stride, self.window)
 
+    def image_windows(self):
+        """(H', W', 4) float32 window of every output, in the original image's pixels."""
+        return self.windows() * self.to_image
+
     @property
     def to_image(self):
         """(4,) float32 factors taking (left, top, right, bottom) from input to original pixels."""

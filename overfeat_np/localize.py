@@ -411,7 +411,7 @@ def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fi
         out["scores"].append(probs[cls].reshape(-1))
         out["classes"].append(np.repeat(cls, n_loc))
         out["scale_ids"].append(np.full(len(cls) * n_loc, sp.scale_id, np.int64))
-        out["windows"].append(np.tile((sp.grid.windows() * sp.grid.to_image).reshape(-1, 4), (len(cls), 1)))
+        out["windows"].append(np.tile(sp.grid.image_windows().reshape(-1, 4), (len(cls), 1)))
     return BoxPredictions(*(np.concatenate(out[f]) for f in BoxPredictions._fields))  # step (c)
 
 

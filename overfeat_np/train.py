@@ -451,10 +451,11 @@ def _checkpoint(loop: _Loop, path=None):
     with every rank's dropout generators."""
     if loop.config.out_dir is None:
         return
-    ranks = loop.comm.gather_objects((rng_states(loop.model), _host_sums(loop.sums)))  # every rank takes part
+    sums = _host_sums(loop.sums)  # on a GPU reading the sums synchronises: once per checkpoint
+    ranks = loop.comm.gather_objects((rng_states(loop.model), sums))  # every rank takes part
     if not loop.writes:
         return
-    state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": _host_sums(loop.sums)}
+    state = {"epoch": loop.epoch, "batch": loop.batch, "global_step": loop.step, "sums": sums}
     if loop.comm.size > 1:  # absent: one process
         state.update(ranks=loop.comm.size, rank_rngs=[r[0] for r in ranks], rank_sums=[r[1] for r in ranks])
     # The thread count as resolved: a resumed run needs the same one to stay bit-identical.
