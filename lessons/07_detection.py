@@ -13,7 +13,8 @@
 #   **negatives chosen on the fly**: some random ones and the **most offending** ones (those
 #   the current network mistakes for an object), instead of separate bootstrapping passes;
 # - at test time every location whose object probability passes a threshold proposes its
-#   regressed box, all classes, all scales; greedy merge per class; scored by **mAP**.
+#   regressed box, all classes, all scales; the boxes are accumulated per class (lesson 06);
+#   the result is scored by **mAP**.
 
 # %%
 import time
@@ -32,9 +33,10 @@ from overfeat_np.detect_train import (
     select_negatives,
     train_detector,
 )
-from overfeat_np.grid import output_windows
+from overfeat_np.grid import num_windows, output_windows
 from overfeat_np.localize import train_regressor
-from overfeat_np.losses import softmax
+from overfeat_np.losses import softmax, softmax_cross_entropy
+from overfeat_np.metrics import average_precision
 from overfeat_np.preprocess import to_input
 from overfeat_np.regressor import build_regressor
 from overfeat_np.scales import detection_scales
@@ -103,6 +105,53 @@ plt.show()
 # Window centres: green = positive, red = background (left: all of them; right: the four
 # negatives kept), grey = ignored. Most of the image is never trained on in this step.
 #
+# ### Where the 5x5 map comes from
+# Lesson 04 showed that the dense network is the classifier slid over the image. Its output
+# location (i, j) sees the 64x64 window whose top-left corner is (16 j, 16 i): 16 is the product
+# of the strides of every layer (`config.total_stride`, the coarse stride; fine stride divides it
+# by the last pooling size). So an S-pixel side holds (S - 64) / 16 + 1 windows: 5 for 128, and
+# 3 / 5 / 7 for the three training scales 96 / 128 / 160. Every target above is one of these
+# windows; we compute it from the formula and check it against the package's grid and the
+# network's actual output.
+
+# %%
+stride, window = det.config.total_stride, det.config.input_size
+for side in (96, 128, 160):
+    derived = (side - window) // stride + 1
+    assert num_windows(det.config, (side, side), fine_stride=False) == (derived, derived)
+    print(f"{side}x{side}: ({side} - {window}) / {stride} + 1 = {derived} locations per side")
+assert targets.shape[1:] == logits.shape[2:] == (5, 5)
+
+# %% [markdown]
+# ### The loss with a background class and ignored locations, derived
+# At one trained location with logits z (one per class, background included) and target t, the
+# softmax cross-entropy is L = -log p_t = log(sum_c e^(z_c)) - z_t, so
+#
+#   dL/dz_c = e^(z_c) / sum e^(z) - [c = t] = p_c - [c = t].
+#
+# The image's loss is the mean over the **counted** locations (positives and chosen negatives);
+# an ignored location is simply left out of the sum, so its gradient is exactly zero and the
+# network is never pushed either way on windows that see only part of an object. Below, the
+# formula written out in NumPy equals `losses.softmax_cross_entropy`, which training uses, and a
+# finite difference confirms one entry.
+
+# %%
+rng = np.random.default_rng(1)
+z = rng.normal(size=(1, bg + 1, 2, 2))  # 2x2 locations
+t = np.array([[[2, bg], [IGNORE, 0]]])  # an object, background, ignored, an object
+counted = t != IGNORE
+p = softmax(z)
+onehot = np.zeros_like(z)
+onehot[0, np.where(counted, t, 0)[0], np.arange(2)[:, None], np.arange(2)] = 1
+by_hand = (p - onehot) * counted[:, None] / counted.sum()
+loss, dz = softmax_cross_entropy(z, t, ignore_index=IGNORE)
+assert np.allclose(dz, by_hand) and np.all(dz[0, :, 1, 0] == 0)  # ignored: no gradient
+eps, bumped = 1e-6, z.copy()
+bumped[0, 2, 0, 0] += eps
+assert abs((softmax_cross_entropy(bumped, t, ignore_index=IGNORE)[0] - loss) / eps - dz[0, 2, 0, 0]) < 1e-4
+print(f"loss {loss:.3f}; gradient by hand = package's; ignored location's gradient = 0")
+
+# %% [markdown]
 # ## 4. Train spatially, then a box regressor on the detector's features
 # Every step resizes a batch to a random scale, runs the network densely, assigns targets,
 # picks the negatives with the *current* network, and backpropagates through all layers.
@@ -157,13 +206,39 @@ plt.show()
 print(f"lesson ran in {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
+# ### Average precision, by hand
+# Take one class: 4 true objects and 6 detections, ranked by score, that turn out to be
+# hit, hit, miss, hit, miss, miss (a miss: no unclaimed true box with IoU >= 0.5). After the r
+# best detections, precision = hits / r and recall = hits / 4:
+#
+# | r | 1 | 2 | 3 | 4 | 5 | 6 |
+# |---|---|---|---|---|---|---|
+# | precision | 1 | 1 | 2/3 | 3/4 | 3/5 | 1/2 |
+# | recall | 1/4 | 2/4 | 2/4 | 3/4 | 3/4 | 3/4 |
+#
+# A lower threshold can only add detections, so at each recall VOC takes the best precision
+# reachable at that recall or beyond (the running maximum from the right: 1, 1, 3/4, 3/4, 3/5,
+# 1/2) and sums it over the steps where recall rises: AP = 1/4 * 1 + 1/4 * 1 + 1/4 * 3/4 =
+# 0.6875. The fourth object is never found, so AP stays below 3/4 however good the ranking.
+# `metrics.average_precision` computes the same from boxes:
+
+# %%
+truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], np.float32)
+far = np.array([100, 100, 110, 110], np.float32)
+ranked = np.stack([truth[0], truth[1], far, truth[2], far, far])  # hit, hit, miss, hit, miss, miss
+scores = np.arange(6, 0, -1, dtype=np.float32)
+ap = average_precision((np.zeros(6), np.zeros(6), scores, ranked), [(np.zeros(4), truth)], cls=0)
+print(f"AP = {ap:.4f}")
+assert abs(ap - (0.25 + 0.25 + 0.25 * 0.75)) < 1e-12
+
+# %% [markdown]
 # ## Summary
 # - Detection = classification + localization + "nothing here": one extra output, background.
 # - Training is spatial: the dense network sees whole images; each location's target comes from
 #   how its window overlaps the objects; ambiguous windows are ignored.
 # - Negatives are chosen on the fly, per image: a few random and the most offending ones, so
 #   no separate bootstrapping passes are needed.
-# - At test time any number of boxes (also none) survive the threshold and the greedy merge;
+# - At test time any number of boxes (also none) survive the threshold and the accumulation;
 #   mAP scores the ranked list, and the background class lifts it far above the classifier
 #   used alone.
 #
@@ -172,4 +247,5 @@ print(f"lesson ran in {time.perf_counter() - t_start:.0f} s")
 # 2. Replace the positive rule's `pos_coverage=0.5` by 0.8. Which objects stop being detected?
 # 3. Evaluate with `reg=None` (windows as boxes). Why does mAP at IoU 0.5 collapse, and what
 #    does `evaluate_detection(..., iou_threshold=0.1)` say about the class maps themselves?
-# 4. Use `merge.batched_nms` instead of greedy merge on the same candidates and compare mAP.
+# 4. Evaluate with `method="paper"` (Section 4.3's greedy merge) and `method="nms"`
+#    (`evaluate_detection(..., method=...)`) and compare mAP and the pictures with the default.
