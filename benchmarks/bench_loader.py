@@ -5,11 +5,14 @@ hubble_deep_field, immunohistochemistry, retina; no download), cut to 4:3 and re
 Lanczos to 500x375 (ImageNet's typical size) and, as 2x2 mosaics of 800x600 tiles (so no source is
 enlarged more than 1.8x), to 1600x1200; saved as JPEG quality 90, alternate ones mirrored.
 
-(a) per core: decode + TrainTransform(231, resize=256) (smallest side 256, random 231 crop, flip,
-    normalise) in this process, one image at a time; full decode vs decode_min_side=256 (draft:
-    DCT scaling at 1/4 for 1600x1200; 500x375 is less than twice 256 and decodes in full). Images
-    per second of this process's CPU time (what one core delivers, even on a shared machine) and
-    of wall time; best of --repeats passes.
+(a) per core: decode + TrainTransform(231, resize=256).as_uint8() (smallest side 256, random
+    231 crop, flip; uint8, as training's loader ships it: batches are normalised on the model's
+    device) in this process, one image at a time; decoded in full or with decode_min_side=256
+    (draft: DCT scaling at 1/4 for 1600x1200; 500x375 is less than twice 256 and decodes in full);
+    the crop resampled from the window only (`resized_crop`, what the transforms do) or, for
+    comparison, the whole image resized and then cropped (the code before). Images per second
+    of this process's CPU time (what one core delivers, even on a shared machine) and of wall
+    time, best of --repeats passes, with decode and transform also timed on their own.
 (b) draft accuracy: mean absolute difference (0..255) between the draft and the full decode,
     both resized to the same smallest-side-256 size, per photo, at 700x520 (1/2), 1024x768 (1/2)
     and 1600x1200 (1/4); bound: image_io.DRAFT_TOLERANCE.
@@ -34,7 +37,7 @@ from PIL import Image
 
 from overfeat_np.data import DataLoader, ImageFolderDataset, SyntheticShapes, TrainTransform
 from overfeat_np.data.image_io import DRAFT_TOLERANCE, decode_rgb
-from overfeat_np.data.transforms import resize_smallest
+from overfeat_np.data.transforms import crop, random_offset, resize_smallest
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
           "immunohistochemistry", "retina")
@@ -81,19 +84,46 @@ def write_tree(root, photos, n, h, w) -> float:
     return size / (n * h * w)
 
 
-def per_core(dataset, transform, repeats) -> tuple:
-    """Best (images per CPU second, images per wall second) of decode + transform over the whole
-    dataset, in this process. CPU time is what one core delivers even when other processes share
-    the machine (they slow the wall clock, not this process's CPU time)."""
-    rng = np.random.default_rng(0)
+class ResizeThenCrop:
+    """The transforms' pipeline before `resized_crop`: the whole image resized to smallest side
+    256, then the random crop cut from it, then the flip; uint8 (3, h, w). Same rng draws."""
+
+    def __init__(self, size=231, resize=256):
+        self.size, self.resize = size, resize
+
+    def __call__(self, sample, rng):
+        image, boxes = resize_smallest(sample["image"], sample["boxes"], self.resize)
+        top, left = random_offset(*image.shape[:2], self.size, rng)
+        image, boxes = crop(image, boxes, top, left, self.size, self.size)
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        return np.ascontiguousarray(image.transpose(2, 0, 1)), boxes, sample["box_labels"]
+
+
+def best_rate(fn, n, repeats) -> tuple:
+    """Best (calls per CPU second, calls per wall second) of `fn` run over range(n)."""
     best_cpu = best_wall = 0.0
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        for i in range(len(dataset)):
-            transform(dataset[i], rng)
-        best_cpu = max(best_cpu, len(dataset) / (time.process_time() - c0))
-        best_wall = max(best_wall, len(dataset) / (time.perf_counter() - t0))
+        for i in range(n):
+            fn(i)
+        best_cpu = max(best_cpu, n / (time.process_time() - c0))
+        best_wall = max(best_wall, n / (time.perf_counter() - t0))
     return best_cpu, best_wall
+
+
+def per_core(dataset, transform, repeats) -> tuple:
+    """(images per CPU second, per wall second) of decode + transform over the whole dataset in
+    this process, then images per CPU second of the decode alone and of the transform alone (on
+    images decoded beforehand). CPU time is what one core delivers even when other processes
+    share the machine (they slow the wall clock, not this process's CPU time)."""
+    rng = np.random.default_rng(0)
+    n = len(dataset)
+    both = best_rate(lambda i: transform(dataset[i], rng), n, repeats)
+    decode = best_rate(lambda i: dataset[i], n, repeats)[0]
+    samples = [dataset[i] for i in range(n)]
+    alone = best_rate(lambda i: transform(samples[i], rng), n, repeats)[0]
+    return (*both, decode, alone)
 
 
 def draft_differences(photos) -> list:
@@ -145,7 +175,7 @@ def main(argv=None):
 
     photos = load_photos()
     load_before = os.getloadavg()[0]
-    transform = TrainTransform(231, resize=256)
+    transform = TrainTransform(231, resize=256).as_uint8()  # what training's loader runs
     core_rows, loader_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for h, w in ((375, 500), (1200, 1600)):
@@ -154,8 +184,9 @@ def main(argv=None):
             print(f"wrote {args.images} JPEGs of {w}x{h}, q90, {bpp:.2f} bytes/pixel")
             for min_side in (None, 256):
                 ds = ImageFolderDataset(root, "train", with_boxes=False, decode_min_side=min_side)
-                core_rows.append((f"{w}x{h}", "draft" if min_side else "full",
-                                  *per_core(ds, transform, args.repeats)))
+                for name, t in (("resize, crop", ResizeThenCrop()), ("window", transform)):
+                    core_rows.append((f"{w}x{h}", "draft" if min_side else "full", name,
+                                      *per_core(ds, t, args.repeats)))
             ds = ImageFolderDataset(root, "train", with_boxes=False, decode_min_side=256)
             for nw in args.workers:
                 loader_rows.append((f"JPEG {w}x{h} -> 256 -> 231, draft", nw,
@@ -164,18 +195,22 @@ def main(argv=None):
     synth = SyntheticShapes(args.synthetic_images, image_size=64, num_classes=10)
     for nw in args.workers:
         loader_rows.append(("synthetic 64x64 -> crop 56", nw,
-                            *measure(synth, TrainTransform(56, resize=None), args.batch_size, nw,
+                            *measure(synth, TrainTransform(56, resize=None).as_uint8(), args.batch_size, nw,
                                      args.epochs, args.step_ms / 1e3)))
     diffs = draft_differences(photos)
 
     print(f"\n{os.cpu_count()} CPUs, load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after (1 min)\n")
-    print("(a) per core: decode + resize 256 + random crop 231 + flip + normalise, one process "
-          "(500x375 is less than twice 256: 'draft' decodes it in full too)")
-    print("| photos    | decode | images per CPU s | images per wall s |")
-    print("|-----------|--------|------------------|-------------------|")
-    for size, mode, cpu, wall in core_rows:
-        print(f"| {size:<9} | {mode:<6} | {cpu:>16.0f} | {wall:>17.0f} |")
+    print("(a) per core: decode + resize 256 + random crop 231 + flip, uint8, one process "
+          "(500x375 is less than twice 256: 'draft' decodes it in full too); 'window': only the "
+          "crop is resampled (resized_crop), 'resize, crop': the whole image, then the crop")
+    print("| photos    | decode | resample     | images per CPU s | per wall s | decode alone "
+          "| transform alone |")
+    print("|-----------|--------|--------------|------------------|------------|--------------"
+          "|-----------------|")
+    for size, mode, how, cpu, wall, dec, tr in core_rows:
+        print(f"| {size:<9} | {mode:<6} | {how:<12} | {cpu:>16.0f} | {wall:>10.0f} | {dec:>12.0f} "
+              f"| {tr:>15.0f} |")
     print(f"\n(b) mean |draft - full| after resizing both to smallest side 256 "
           f"(0..255; bound {DRAFT_TOLERANCE:g}), per photo: {', '.join(PHOTOS)}")
     for size, scale, d in diffs:

@@ -24,6 +24,7 @@ from overfeat_np.data import (
     TrainTransform,
     center_crop,
     check_sample,
+    crop,
     compute_mean_std,
     default_wnids,
     hflip,
@@ -32,6 +33,7 @@ from overfeat_np.data import (
     parse_voc_xml,
     random_crop,
     resize_smallest,
+    resized_crop,
     write_imagenet_layout,
     write_voc_xml,
 )
@@ -458,7 +460,7 @@ def test_an_error_in_a_worker_is_raised_in_the_parent_with_its_traceback():
         for _ in range(2):  # the pool survives the error and raises it again
             with pytest.raises(ValueError, match="larger than the 40x40 image") as err:
                 list(loader.batches(0))
-            assert "random_crop" in str(err.value.__cause__)  # the worker's traceback
+            assert "random_offset" in str(err.value.__cause__)  # the worker's traceback
         loader.transform = TrainTransform(crop=32, resize=None)
         loader.close()  # workers hold the transform they started with
         assert len(list(loader.batches(0))) == 3
@@ -579,6 +581,52 @@ def test_resize_moves_boxes_with_pixels(drawn, size):
     mask = out[..., 0] > 127
     if mask.any():  # bilinear blurs edges by up to a pixel
         np.testing.assert_allclose(pixel_box(mask), b[0], atol=1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(8, 90), st.integers(8, 90), st.integers(4, 60), st.data())
+def test_resized_crop_equals_resizing_then_cropping(h, w, size, data):
+    # Only the window is resampled, with the full resize's filter taps: the same pixels to
+    # within one grey level (PIL's fixed-point rounding), and exactly the same boxes.
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    boxes = rng.uniform(-5, 95, (3, 4)).astype(np.float32)
+    full, full_boxes = resize_smallest(image, boxes, size)
+    nh, nw = full.shape[:2]
+    ch, cw = data.draw(st.integers(1, nh)), data.draw(st.integers(1, nw))
+    top, left = data.draw(st.integers(0, nh - ch)), data.draw(st.integers(0, nw - cw))
+    out, b = resized_crop(image, boxes, size, top, left, ch, cw)
+    want, want_boxes = crop(full, full_boxes, top, left, ch, cw)
+    assert out.shape == want.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - want).max() <= 1
+    np.testing.assert_array_equal(b, want_boxes)
+
+
+def test_resized_crop_says_when_the_window_does_not_fit():
+    image = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"crop 20x20 at \(top=0, left=30\) does not fit in the "
+                                         r"20x27 image \(resized from 30x40\)"):
+        resized_crop(image, np.zeros((0, 4)), 20, 0, 30, 20, 20)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_composite_transforms_match_resize_then_crop(train):
+    # The transforms draw the crop in the resized frame (same rng draws as random_crop) and
+    # resample only it: within one grey level of resizing the whole image, then cropping.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (75, 100, 3), dtype=np.uint8)
+    sample = {"image": image, "label": 0, "boxes": np.array([[10, 5, 60, 70]], np.float32),
+              "box_labels": np.array([1])}
+    make = TrainTransform if train else EvalTransform
+    kw = {"flip": False} if train else {}
+    x, b, _ = make(40, resize=51, as_uint8=True, **kw)(sample, np.random.default_rng(7))
+    full, full_boxes = resize_smallest(image, sample["boxes"], 51)
+    if train:
+        want, want_boxes = random_crop(full, full_boxes, 40, np.random.default_rng(7))
+    else:
+        want, want_boxes = center_crop(full, full_boxes, 40)
+    assert np.abs(x.transpose(1, 2, 0).astype(int) - want).max() <= 1
+    np.testing.assert_array_equal(b, want_boxes)
 
 
 @settings(max_examples=25, deadline=None)

@@ -47,6 +47,7 @@ from .transforms import (
     normalize,
     random_crop,
     resize_smallest,
+    resized_crop,
 )
 from .voc import parse_voc_xml, write_voc_xml
 
@@ -84,6 +85,7 @@ __all__ = [
     "random_crop",
     "read_devkit_meta",
     "resize_smallest",
+    "resized_crop",
     "write_devkit_class_list",
     "write_devkit_meta",
     "write_imagenet_layout",

@@ -32,21 +32,76 @@ def _as_boxes(boxes) -> np.ndarray:
     return np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
+def smallest_side_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(H', W') of an h x w image resized so its smaller side is `size`, aspect kept (rounded)."""
+    if min(h, w) == size:
+        return h, w
+    if h <= w:
+        return size, max(1, round(w * size / h))
+    return max(1, round(h * size / w)), size
+
+
 def resize_smallest(image: np.ndarray, boxes, size: int = 256):
     """Resize image (H, W, 3) so its smaller side is `size` (aspect kept; PIL bilinear, which
     antialiases when shrinking). Returns image (H', W', 3) and boxes (k, 4) scaled to it."""
     h, w = image.shape[:2]
     boxes = _as_boxes(boxes)
-    if min(h, w) == size:
+    nh, nw = smallest_side_shape(h, w, size)
+    if (nh, nw) == (h, w):
         return image, boxes.copy()
-    if h <= w:
-        nh, nw = size, max(1, round(w * size / h))
-    else:
-        nh, nw = max(1, round(h * size / w)), size
     out = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
-    # Scale by the realised ratios (rounding makes them differ slightly between x and y).
-    scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
-    return out, boxes * scale
+    return out, boxes * _resize_ratios(h, w, nh, nw)
+
+
+def _resize_ratios(h, w, nh, nw) -> np.ndarray:
+    # The realised ratios (rounding makes them differ slightly between x and y), per box coordinate.
+    return np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
+
+
+def resized_crop(image: np.ndarray, boxes, size: int | None, top: int, left: int,
+                 height: int, width: int):
+    """The window (top, left, height, width) of `image` (H, W, 3) resized to smallest side `size`
+    (None: not resized), and boxes (k, 4) moved with it, shifted and clipped to the window.
+
+    The same as `crop(*resize_smallest(image, boxes, size), top, left, height, width)` to within
+    one grey level, but only the window is resampled: PIL's resize with a source box computes
+    each output pixel from the same filter taps as the full resize (its kernel is clipped at the
+    image's edges, not the box's), so a 231 crop of a 500x375 photo costs 60% of the full resize
+    (benchmarks/bench_loader.py)."""
+    h, w = image.shape[:2]
+    nh, nw = (h, w) if size is None else smallest_side_shape(h, w, size)
+    if not (0 <= top and top + height <= nh and 0 <= left and left + width <= nw):
+        raise ValueError(f"crop {height}x{width} at (top={top}, left={left}) does not fit in the "
+                         f"{nh}x{nw} image (resized from {h}x{w})")
+    if (nh, nw) == (h, w):
+        return crop(image, boxes, top, left, height, width)
+    ratios = _resize_ratios(h, w, nh, nw)
+    sx, sy = w / nw, h / nh
+    source = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
+    out = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR, box=source))
+    return out, _crop_boxes(_as_boxes(boxes) * ratios, top, left, height, width)
+
+
+def _crop_boxes(boxes: np.ndarray, top, left, height, width) -> np.ndarray:
+    boxes = boxes - np.array([left, top, left, top], np.float32)
+    return np.clip(boxes, 0, np.array([width, height, width, height], np.float32))
+
+
+def random_offset(h: int, w: int, size, rng: np.random.Generator) -> tuple[int, int]:
+    """(top, left) of a `size` (int or (h, w)) window placed uniformly at random in an h x w
+    image, drawn from `rng` (two integers: top, then left)."""
+    ch, cw = _pair(size)
+    if ch > h or cw > w:
+        raise ValueError(f"crop {ch}x{cw} is larger than the {h}x{w} image; resize first")
+    return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+
+
+def center_offset(h: int, w: int, size) -> tuple[int, int]:
+    """(top, left) of the central `size` (int or (h, w)) window of an h x w image (floor)."""
+    ch, cw = _pair(size)
+    if ch > h or cw > w:
+        raise ValueError(f"crop {ch}x{cw} is larger than the {h}x{w} image; resize first")
+    return (h - ch) // 2, (w - cw) // 2
 
 
 def crop(image: np.ndarray, boxes, top: int, left: int, height: int, width: int):
@@ -56,31 +111,20 @@ def crop(image: np.ndarray, boxes, top: int, left: int, height: int, width: int)
     if not (0 <= top and top + height <= h and 0 <= left and left + width <= w):
         raise ValueError(f"crop {height}x{width} at (top={top}, left={left}) does not fit in a "
                          f"{h}x{w} image")
-    out = image[top:top + height, left:left + width]
-    boxes = _as_boxes(boxes) - np.array([left, top, left, top], np.float32)
-    boxes = np.clip(boxes, 0, np.array([width, height, width, height], np.float32))
-    return out, boxes
+    return image[top:top + height, left:left + width], _crop_boxes(_as_boxes(boxes), top, left,
+                                                                      height, width)
 
 
 def random_crop(image: np.ndarray, boxes, size, rng: np.random.Generator):
     """Crop a `size` (int or (h, w)) window at a uniformly random position drawn from `rng`.
     Returns image (h, w, 3) and boxes (k, 4) shifted and clipped."""
-    ch, cw = _pair(size)
-    h, w = image.shape[:2]
-    if ch > h or cw > w:
-        raise ValueError(f"crop {ch}x{cw} is larger than the {h}x{w} image; resize first")
-    top = int(rng.integers(0, h - ch + 1))
-    left = int(rng.integers(0, w - cw + 1))
-    return crop(image, boxes, top, left, ch, cw)
+    top, left = random_offset(*image.shape[:2], size, rng)
+    return crop(image, boxes, top, left, *_pair(size))
 
 
 def center_crop(image: np.ndarray, boxes, size):
     """Crop the central `size` (int or (h, w)) window. Returns image (h, w, 3), boxes (k, 4)."""
-    ch, cw = _pair(size)
-    h, w = image.shape[:2]
-    if ch > h or cw > w:
-        raise ValueError(f"crop {ch}x{cw} is larger than the {h}x{w} image; resize first")
-    return crop(image, boxes, (h - ch) // 2, (w - cw) // 2, ch, cw)
+    return crop(image, boxes, *center_offset(*image.shape[:2], size), *_pair(size))
 
 
 def hflip(image: np.ndarray, boxes=None):
@@ -148,15 +192,21 @@ class TrainTransform:
         self.mean, self.std = tuple(mean), tuple(std)
         self.uint8 = bool(as_uint8)
 
+    def _resized_shape(self, image) -> tuple[int, int]:
+        h, w = image.shape[:2]
+        return (h, w) if self.resize is None else smallest_side_shape(h, w, self.resize)
+
     def as_uint8(self) -> TrainTransform:
         """The same transform handing out uint8 crops (same crops and flips for the same rng)."""
         return TrainTransform(self.crop, self.resize, self.mean, self.std, self.flip, as_uint8=True)
 
     def __call__(self, sample: dict, rng: np.random.Generator):
         image, boxes = sample["image"], sample["boxes"]
-        if self.resize is not None:
-            image, boxes = resize_smallest(image, boxes, self.resize)
-        image, boxes = random_crop(image, boxes, self.crop, rng)
+        # The crop is drawn in the resized image's frame, then only it is resampled
+        # (resized_crop): the same pixels as resizing, then cropping, at a fraction of the cost.
+        h, w = self._resized_shape(image)
+        top, left = random_offset(h, w, self.crop, rng)
+        image, boxes = resized_crop(image, boxes, self.resize, top, left, *_pair(self.crop))
         if self.flip and rng.random() < 0.5:
             # A mirrored view: normalize() reads it in its one pass, no flipped copy is made.
             image, boxes = image[:, ::-1], flip_boxes(boxes, image.shape[1])
@@ -181,15 +231,16 @@ class EvalTransform:
         self.mean, self.std = tuple(mean), tuple(std)
         self.uint8 = bool(as_uint8)
 
+    _resized_shape = TrainTransform._resized_shape
+
     def as_uint8(self) -> EvalTransform:
         """The same transform handing out uint8 crops (see TrainTransform)."""
         return EvalTransform(self.crop, self.resize, self.mean, self.std, as_uint8=True)
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None):
         image, boxes = sample["image"], sample["boxes"]
-        if self.resize is not None:
-            image, boxes = resize_smallest(image, boxes, self.resize)
-        image, boxes = center_crop(image, boxes, self.crop)
+        top, left = center_offset(*self._resized_shape(image), self.crop)
+        image, boxes = resized_crop(image, boxes, self.resize, top, left, *_pair(self.crop))
         boxes, box_labels = drop_degenerate(boxes, sample["box_labels"])
         x = _chw_uint8(image) if self.uint8 else normalize(image, self.mean, self.std)
         return x, boxes, box_labels
