@@ -9,8 +9,10 @@ enlarged more than 1.8x), to 1600x1200; saved as JPEG quality 90, alternate ones
     231 crop, flip; uint8, as training's loader ships it: batches are normalised on the model's
     device) in this process, one image at a time; decoded in full or with decode_min_side=256
     (draft: DCT scaling at 1/4 for 1600x1200; 500x375 is less than twice 256 and decodes in full);
-    the crop resampled from the window only (`resized_crop`, what the transforms do) or, for
-    comparison, the whole image resized and then cropped (the code before). Images per second
+    the crop resampled from the window only (`resized_crop`, what the transforms do), from the
+    decoded PIL image itself ("window, PIL": `ImageFolderDataset(pil_images=True)`, what the
+    CLI's loaders use) or from an array copy of it ("window"), or, for comparison, the whole
+    image resized and then cropped ("resize, crop": the code before). Images per second
     of this process's CPU time (what one core delivers, even on a shared machine) and of wall
     time, best of --repeats passes, with decode and transform also timed on their own.
 (b) draft accuracy: mean absolute difference (0..255) between the draft and the full decode,
@@ -183,11 +185,14 @@ def main(argv=None):
             bpp = write_tree(root, photos, args.images, h, w)
             print(f"wrote {args.images} JPEGs of {w}x{h}, q90, {bpp:.2f} bytes/pixel")
             for min_side in (None, 256):
-                ds = ImageFolderDataset(root, "train", with_boxes=False, decode_min_side=min_side)
-                for name, t in (("resize, crop", ResizeThenCrop()), ("window", transform)):
+                for name, t, pil in (("resize, crop", ResizeThenCrop(), False),
+                                     ("window", transform, False), ("window, PIL", transform, True)):
+                    ds = ImageFolderDataset(root, "train", with_boxes=False,
+                                            decode_min_side=min_side, pil_images=pil)
                     core_rows.append((f"{w}x{h}", "draft" if min_side else "full", name,
                                       *per_core(ds, t, args.repeats)))
-            ds = ImageFolderDataset(root, "train", with_boxes=False, decode_min_side=256)
+            ds = ImageFolderDataset(root, "train", with_boxes=False, decode_min_side=256,
+                                    pil_images=True)  # as the CLI's loaders
             for nw in args.workers:
                 loader_rows.append((f"JPEG {w}x{h} -> 256 -> 231, draft", nw,
                                     *measure(ds, transform, args.batch_size, nw, args.epochs,
@@ -203,7 +208,8 @@ def main(argv=None):
           f"{os.getloadavg()[0]:.1f} after (1 min)\n")
     print("(a) per core: decode + resize 256 + random crop 231 + flip, uint8, one process "
           "(500x375 is less than twice 256: 'draft' decodes it in full too); 'window': only the "
-          "crop is resampled (resized_crop), 'resize, crop': the whole image, then the crop")
+          "crop is resampled (resized_crop; 'PIL': from the decoded PIL image, no array copy), "
+          "'resize, crop': the whole image, then the crop (before)")
     print("| photos    | decode | resample     | images per CPU s | per wall s | decode alone "
           "| transform alone |")
     print("|-----------|--------|--------------|------------------|------------|--------------"
@@ -211,6 +217,7 @@ def main(argv=None):
     for size, mode, how, cpu, wall, dec, tr in core_rows:
         print(f"| {size:<9} | {mode:<6} | {how:<12} | {cpu:>16.0f} | {wall:>10.0f} | {dec:>12.0f} "
               f"| {tr:>15.0f} |")
+    print("(decode alone / transform alone: images per CPU s of each step by itself)")
     print(f"\n(b) mean |draft - full| after resizing both to smallest side 256 "
           f"(0..255; bound {DRAFT_TOLERANCE:g}), per photo: {', '.join(PHOTOS)}")
     for size, scale, d in diffs:

@@ -361,6 +361,28 @@ def test_dataset_draft_decoding_scales_boxes(tmp_path, val_layout):
 IMAGENET_STD_BCAST = np.array((58.395, 57.12, 57.375)).reshape(3, 1, 1)  # x back to 0..255 units
 
 
+@pytest.mark.parametrize("decode_min_side", [None, 64])
+def test_pil_images_give_the_transforms_the_same_crops_and_boxes(tmp_path, decode_min_side):
+    """The loader's fast path (samples hold the decoded PIL image) changes no pixel, box or
+    label of what Train/EvalTransform return, with and without resizing and draft decoding."""
+    src = SyntheticShapes(6, image_size=(150, 200), mode="localization", num_classes=2, seed=8)
+    write_imagenet_layout(tmp_path, src, "train", quality=90)
+    arrays = ImageFolderDataset(tmp_path, "train", decode_min_side=decode_min_side)
+    pils = ImageFolderDataset(tmp_path, "train", decode_min_side=decode_min_side, pil_images=True)
+    transforms = [TrainTransform(56, resize=64), EvalTransform(56, resize=64),
+                  TrainTransform(56, resize=None).as_uint8()]
+    for i in range(len(arrays)):
+        a, p = arrays[i], pils[i]
+        assert isinstance(p["image"], Image.Image) and p["image"].mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(p["image"]), a["image"])
+        np.testing.assert_array_equal(p["boxes"], a["boxes"])
+        for t in transforms:
+            for got, want in zip(t(p, np.random.default_rng(i)), t(a, np.random.default_rng(i))):
+                np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="image must be uint8"):
+        check_sample(pils[0])
+
+
 # -- loader: corrupt files, determinism, workers, resume --------------------------------------
 
 @pytest.fixture

@@ -10,6 +10,7 @@ and the data sets. Everything here reads `args.xp`, the array module `main` reso
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 from ..backend import BACKENDS
@@ -188,17 +189,20 @@ def centre_crop_input(image, config, resize=None):
 
 
 def image_folder(root, split: str, num_classes: int | None = None, owner: str = "the model",
-                 decode_min_side: int | None = None, outside_boxes: str = "clip"):
+                 decode_min_side: int | None = None, outside_boxes: str = "clip",
+                 pil_images: bool = False):
     """The `split` of an ImageNet-layout tree; a missing folder or another class count is a CLIError.
 
     decode_min_side: the shorter side the transform resizes to; large JPEGs are then decoded at
-    a reduced size that still covers it (`data.image_io.decode_rgb`)."""
+    a reduced size that still covers it (`data.image_io.decode_rgb`). pil_images: samples hold
+    the decoded PIL image, for Train/EvalTransform only (`ImageFolderDataset`)."""
     if not os.path.isdir(root):
         raise CLIError(f"data folder {root} does not exist (expected an ImageNet layout: "
                        f"{root}/train/<wnid>/*.JPEG, {root}/val/...)")
     if split == "val" and not os.path.isdir(os.path.join(root, "val")):
         raise CLIError(f"{root} has no val/ folder to evaluate on")
-    data = ImageFolderDataset(root, split, decode_min_side=decode_min_side, outside_boxes=outside_boxes)
+    data = ImageFolderDataset(root, split, decode_min_side=decode_min_side,
+                              outside_boxes=outside_boxes, pil_images=pil_images)
     if num_classes is not None and data.num_classes != num_classes:
         raise CLIError(f"{owner} has {num_classes} classes, the data {data.num_classes}")
     return data
@@ -211,9 +215,11 @@ def classification_data(args, input_size: int, need_train: bool = True) -> tuple
         return (train_set if need_train else None), val_set, default_transforms(input_size, resize=None)
     transforms = default_transforms(input_size)
     side = transforms[0].resize  # every image is resized to this shorter side first (Section 3)
-    train_set = image_folder(args.data, "train", decode_min_side=side) if need_train else None
+    # Only the transforms read these images: they resample their crop from the decoded PIL image.
+    folder = functools.partial(image_folder, args.data, decode_min_side=side, pil_images=True)
+    train_set = folder("train") if need_train else None
     has_val = os.path.isdir(os.path.join(args.data, "val"))
-    val_set = image_folder(args.data, "val", decode_min_side=side) if has_val or not need_train else None
+    val_set = folder("val") if has_val or not need_train else None
     return train_set, val_set, transforms
 
 

@@ -13,7 +13,7 @@ exclusive), box_labels int64 (k,); plus `classes` and `num_classes`.
 
 from .batch import load_batch
 from .folders import ImageFolderDataset
-from .image_io import CorruptImageError, decode_rgb, load_rgb
+from .image_io import CorruptImageError, decode_rgb, load_rgb, open_rgb
 from .imagenet_files import (
     ILSVRC2012_CLASS_FILE,
     devkit_classes,
@@ -77,6 +77,7 @@ __all__ = [
     "ilsvrc2012_classes",
     "load_batch",
     "load_rgb",
+    "open_rgb",
     "localization_set",
     "make_sample",
     "normalize",

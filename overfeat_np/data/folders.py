@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from .image_io import decode_rgb, is_image_file
+from .image_io import decode_rgb, image_hw, is_image_file, open_rgb
 from .imagenet_files import (
     DEVKIT_DIRS,
     find_devkit_meta,
@@ -79,6 +79,9 @@ class ImageFolderDataset:
     outside_boxes: what to do with a box that reaches outside its image (real annotations have
     them): "clip" it to the image (default) or "drop" it; either way it is counted in
     `box_counts` and `box_report()` says how many (boxes left empty by clipping are dropped).
+    pil_images: hand out each image as the decoded RGB PIL image instead of an array: for
+    TrainTransform / EvalTransform, which then resample their crop straight from it, skipping
+    two copies of the whole image (the training loader's fast path; benchmarks/bench_loader.py).
 
     Attributes: paths (n,), labels int64 (n,), wnids, classes (names), num_classes, layout
     ("folders", "csv" or "groundtruth").
@@ -86,13 +89,14 @@ class ImageFolderDataset:
 
     def __init__(self, root, split: str = "train", class_list=None, with_boxes: bool = True,
                  val_labels=None, devkit_meta=None, decode_min_side: int | None = None,
-                 outside_boxes: str = "clip"):
+                 outside_boxes: str = "clip", pil_images: bool = False):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.root = os.path.abspath(os.fspath(root))
         self.split = split
         self.with_boxes = with_boxes
         self.decode_min_side = decode_min_side
+        self.pil_images = bool(pil_images)
         if outside_boxes not in OUTSIDE_BOXES:
             raise ValueError(f"outside_boxes must be one of {OUTSIDE_BOXES}, got {outside_boxes!r}")
         self.outside_boxes = outside_boxes
@@ -260,8 +264,9 @@ class ImageFolderDataset:
 
     def __getitem__(self, i: int) -> dict:
         path = self.paths[i]
-        image, scale = decode_rgb(path, self.decode_min_side)
-        boxes, box_labels = self._boxes(path, int(self.labels[i]), image.shape, scale)
+        decode = open_rgb if self.pil_images else decode_rgb
+        image, scale = decode(path, self.decode_min_side)
+        boxes, box_labels = self._boxes(path, int(self.labels[i]), image_hw(image), scale)
         return make_sample(image, self.labels[i], boxes, box_labels)
 
     def _boxes(self, path, label, shape, scale: float = 1.0):

@@ -45,6 +45,11 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def image_hw(image) -> tuple[int, int]:
+    """(H, W) of an (H, W, 3) array or a PIL image."""
+    return (image.size[1], image.size[0]) if isinstance(image, Image.Image) else image.shape[:2]
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode (L, P, CMYK, RGBA, LA, I;16, ...) to RGB.
 
@@ -66,8 +71,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_rgb(path, min_side: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode an image file to uint8 (H, W, 3) RGB, a large JPEG possibly at a reduced size.
+def open_rgb(path, min_side: int | None = None) -> tuple[Image.Image, float]:
+    """Decode an image file to a loaded RGB PIL image, a large JPEG possibly at a reduced size.
 
     min_side: the shorter side the caller will resize to, or None for a full decode. A JPEG whose
     shorter side is at least 2 * min_side is decoded by DCT scaling at the smallest of 1/2, 1/4,
@@ -86,12 +91,20 @@ def decode_rgb(path, min_side: int | None = None) -> tuple[np.ndarray, float]:
                 if drafted is not None:
                     scale = drafted[1][2] / width  # box (0, 0, W / s, H / s) in stored pixels
             img.load()  # forces the full decode, so truncated files fail here and not later
-            rgb = to_rgb(img)
-            return np.asarray(rgb, dtype=np.uint8).copy(), scale
+            return to_rgb(img), scale  # loaded: usable after the file closes
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CorruptImageError(path, str(err)) from err
+
+
+def decode_rgb(path, min_side: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode an image file to uint8 (H, W, 3) RGB, a large JPEG possibly at a reduced size.
+
+    Returns (image, scale); min_side, scale and errors: see open_rgb.
+    """
+    rgb, scale = open_rgb(path, min_side)
+    return np.asarray(rgb, dtype=np.uint8).copy(), scale
 
 
 def load_rgb(path, min_side: int | None = None) -> np.ndarray:

@@ -9,11 +9,14 @@
 - box_labels: int64 (k,), class of each box
 
 Datasets also expose `classes` (list of names, index = label) and `num_classes`.
+One exception, for speed: `ImageFolderDataset(pil_images=True)` hands out `image` as the decoded
+RGB PIL image, which only TrainTransform / EvalTransform read (and check_sample rejects).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 SAMPLE_KEYS = ("image", "label", "boxes", "box_labels")
 
@@ -23,7 +26,7 @@ def make_sample(image, label, boxes=None, box_labels=None) -> dict:
     boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes
     box_labels = np.zeros((0,), np.int64) if box_labels is None else box_labels
     return {
-        "image": np.asarray(image, dtype=np.uint8),
+        "image": image if isinstance(image, Image.Image) else np.asarray(image, dtype=np.uint8),
         "label": int(label),
         "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         "box_labels": np.asarray(box_labels, dtype=np.int64).reshape(-1),

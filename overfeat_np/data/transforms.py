@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..backend import get_array_module
-from .image_io import CorruptImageError
+from .image_io import CorruptImageError, image_hw
 
 # ImageNet training-set per-channel RGB mean and standard deviation in 0..255 units: the
 # widely used (0.485, 0.456, 0.406) and (0.229, 0.224, 0.225) times 255.
@@ -58,27 +58,31 @@ def _resize_ratios(h, w, nh, nw) -> np.ndarray:
     return np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
 
 
-def resized_crop(image: np.ndarray, boxes, size: int | None, top: int, left: int,
-                 height: int, width: int):
+def resized_crop(image, boxes, size: int | None, top: int, left: int, height: int, width: int):
     """The window (top, left, height, width) of `image` (H, W, 3) resized to smallest side `size`
     (None: not resized), and boxes (k, 4) moved with it, shifted and clipped to the window.
+    image may also be an RGB PIL image (`ImageFolderDataset(pil_images=True)`), which is then
+    resampled as it is, without the copy into and out of an array; the crop is uint8 (h, w, 3).
 
     The same as `crop(*resize_smallest(image, boxes, size), top, left, height, width)` to within
     one grey level, but only the window is resampled: PIL's resize with a source box computes
     each output pixel from the same filter taps as the full resize (its kernel is clipped at the
     image's edges, not the box's), so a 231 crop of a 500x375 photo costs 60% of the full resize
     (benchmarks/bench_loader.py)."""
-    h, w = image.shape[:2]
+    h, w = image_hw(image)
     nh, nw = (h, w) if size is None else smallest_side_shape(h, w, size)
     if not (0 <= top and top + height <= nh and 0 <= left and left + width <= nw):
         raise ValueError(f"crop {height}x{width} at (top={top}, left={left}) does not fit in the "
                          f"{nh}x{nw} image (resized from {h}x{w})")
+    pil = isinstance(image, Image.Image)
     if (nh, nw) == (h, w):
-        return crop(image, boxes, top, left, height, width)
+        return crop(np.asarray(image) if pil else image, boxes, top, left, height, width)
     ratios = _resize_ratios(h, w, nh, nw)
     sx, sy = w / nw, h / nh
     source = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
-    out = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR, box=source))
+    out = (image if pil else Image.fromarray(image)).resize((width, height), Image.BILINEAR,
+                                                           box=source)
+    out = np.asarray(out)
     return out, _crop_boxes(_as_boxes(boxes) * ratios, top, left, height, width)
 
 
@@ -193,7 +197,7 @@ class TrainTransform:
         self.uint8 = bool(as_uint8)
 
     def _resized_shape(self, image) -> tuple[int, int]:
-        h, w = image.shape[:2]
+        h, w = image_hw(image)
         return (h, w) if self.resize is None else smallest_side_shape(h, w, self.resize)
 
     def as_uint8(self) -> TrainTransform:
