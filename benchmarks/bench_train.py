@@ -32,6 +32,15 @@
 (3) --breakdown: where (1)'s time goes, per function of `overfeat_np.functional` (GEMMs
     included in conv/linear) and, inside them, im2col and col2im: ms per step, each call's best
     over --reps steps.
+(4) --small-breakdown: the small model's training step (forward, loss, backward, SGD update; one
+    BLAS thread, batch --small-batch, pre-loaded batch) next to its bare GEMMs (same shapes and
+    layouts), and where every millisecond of the step goes: the bare GEMMs, im2col, col2im, the
+    rest of conv/linear (bias add, bias gradient, the GEMMs' slowdown inside the step against
+    bare), pooling, ReLU, dropout, loss, SGD update, and the Python glue (the step minus all of
+    those); the NumPy calls per step (every ufunc, operator, array function and indexing of the
+    step, counted on arrays that count); images/s per core; and the same step on two BLAS
+    threads (wall and CPU time: what the second thread buys and what waiting for it costs).
+    Figures are medians over --reps rounds of --steps steps.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import sys
 import time
 import typing
 
@@ -48,7 +58,7 @@ from overfeat_np import functional
 from overfeat_np import train as train_module
 from overfeat_np.blas import available_cores, limit_blas
 from overfeat_np.data import DataLoader, SyntheticShapes
-from overfeat_np.layers import Conv2D, Linear
+from overfeat_np.layers import Conv2D, Dropout, Linear
 from overfeat_np.losses import softmax_cross_entropy
 from overfeat_np.memory import reuse_freed_memory
 from overfeat_np.models import overfeat_fast
@@ -166,6 +176,209 @@ def breakdown(batch: int, reps: int):
     for name in names:
         best = np.min([s[name] for s in per_step[1:]], axis=0) * 1e3
         print(f"  {name:17} {best.sum():7.1f}  [" + ", ".join(f"{t:.1f}" for t in best) + "]")
+
+
+def _small_setup(batch: int):
+    """The small model (6 classes, as on synthetic shapes), its optimizer, one batch, and a step."""
+    cfg = TrainConfig(model="small", batch_size=batch, milestones=(), out_dir=None, progress=False)
+    model = build_model(cfg, 6)
+    opt = SGD(model.params, lr=0.05)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 64, 64), dtype=np.float32)  # NCHW, as the loader gives it
+    labels = rng.integers(0, 6, batch)
+
+    def step():
+        logits, cache = model.forward(x, train=True)
+        _, d = softmax_cross_entropy(logits, labels)
+        opt.step(model.backward(d, cache)[1])
+
+    return model, opt, x, labels, step
+
+
+def _bare_gemms(model, batch: int, rng):
+    """A function running the bare GEMMs of one training step of `model` (same shapes, layouts)."""
+    operands = []
+    for _, gemms in _gemm_shapes(model, batch):
+        for a_shape, b_shape, tb in gemms:
+            a = rng.standard_normal(a_shape, dtype=np.float32)
+            b = rng.standard_normal(b_shape, dtype=np.float32)
+            operands.append((a, b.T if tb else b))
+
+    def gemms():
+        for a, b in operands:
+            a @ b
+
+    return gemms
+
+
+class _Counted(np.ndarray):
+    """An array that counts every NumPy call made on it: ufuncs (operators, `@` and reductions
+    included), array functions (`ascontiguousarray`, `take_along_axis`, ...), indexing and
+    assignment into it. Results are counted arrays again, so a whole step can be counted."""
+
+    calls: typing.ClassVar[collections.Counter] = collections.Counter()
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        _Counted.calls[ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"] += 1
+        inputs = [a.view(np.ndarray) if isinstance(a, _Counted) else a for a in inputs]
+        if out is not None:
+            kwargs["out"] = tuple(a.view(np.ndarray) if isinstance(a, _Counted) else a for a in out)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return result.view(_Counted) if isinstance(result, np.ndarray) else result
+
+    def __array_function__(self, func, types, args, kwargs):
+        _Counted.calls[func.__name__] += 1
+        result = super().__array_function__(func, types, args, kwargs)
+        return result.view(_Counted) if type(result) is np.ndarray else result
+
+    def __getitem__(self, key):
+        _Counted.calls["getitem"] += 1
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        _Counted.calls["setitem"] += 1
+        super().__setitem__(key, value)
+
+
+def _count_numpy_calls(batch: int) -> collections.Counter:
+    """NumPy calls of one training step: the step runs on counted arrays (parameters, velocities,
+    batch), and the array constructors the package calls (`empty`, `zeros`) make counted ones."""
+    model, opt, x, labels, step = _small_setup(batch)
+    step()  # the optimizer's velocities exist; now turn every array into a counting one
+    counted = {k: v.view(_Counted) for k, v in model.params.items()}
+    model.load_params(counted)
+    opt.params = counted
+    opt.velocity = {k: v.view(_Counted) for k, v in opt.velocity.items()}
+    originals = {name: getattr(np, name) for name in ("empty", "zeros")}
+
+    def constructor(name, fn):
+        def make(*args, **kwargs):
+            _Counted.calls[name] += 1
+            return fn(*args, **kwargs).view(_Counted)
+        return make
+
+    x_counted, labels_counted = x.view(_Counted), labels.view(_Counted)
+    _Counted.calls = collections.Counter()
+    try:
+        for name, fn in originals.items():
+            setattr(np, name, constructor(name, fn))
+        logits, cache = model.forward(x_counted, train=True)
+        _, d = softmax_cross_entropy(logits, labels_counted)
+        opt.step(model.backward(d, cache)[1])
+    finally:
+        for name, fn in originals.items():
+            setattr(np, name, fn)
+    return _Counted.calls
+
+
+def _median_time(fn, reps: int, steps: int) -> float:
+    """Median over `reps` rounds of the mean time of `steps` calls of fn (after one warm-up round)."""
+    times = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        times.append((time.perf_counter() - t0) / steps)
+    return float(np.median(times[1:]))
+
+
+def small_breakdown(batch: int, reps: int, steps: int):
+    """(4): the small model's step, its bare GEMMs and where the rest goes (module docstring)."""
+    model, opt, x, labels, step = _small_setup(batch)
+    gemms = _bare_gemms(model, batch, np.random.default_rng(1))
+    instrumented = _Instrumented(step)
+    rounds = collections.defaultdict(list)
+    with limit_blas(1):
+        for fn in (step, gemms, instrumented):
+            fn()  # warm-up
+        for _ in range(reps):  # interleaved rounds: other processes' load hits all alike
+            rounds["step"].append(_mean_time(step, steps))
+            rounds["gemms"].append(_mean_time(gemms, steps))
+            for key, t in instrumented.run(steps).items():
+                rounds[key].append(t)
+    with limit_blas(2):
+        step()
+        c0 = time.process_time()
+        rounds["step2"] = [_mean_time(step, steps) for _ in range(reps)]
+        cpu2 = (time.process_time() - c0) / (reps * steps)
+        rounds["gemms2"] = [_mean_time(gemms, steps) for _ in range(reps)]
+    med = {k: float(np.median(v)) for k, v in rounds.items()}
+    calls = _count_numpy_calls(batch)
+    t_step, t_gemm = med.pop("step"), med.pop("gemms")
+    t_step2, t_gemm2, t_instr = med.pop("step2"), med.pop("gemms2"), med.pop("instrumented step")
+    conv = sum(med.pop(k) for k in ("conv2d_forward", "conv2d_backward", "linear_forward", "linear_backward"))
+    t_im2col, t_col2im = med.pop("im2col"), med.pop("col2im")
+    rows = [("GEMMs (bare, same shapes and layouts)", t_gemm), ("im2col", t_im2col), ("col2im", t_col2im),
+            ("rest of conv/linear: bias add, bias gradient, the GEMMs' slowdown in the step against bare",
+             conv - t_gemm - t_im2col - t_col2im)]
+    glue = med.pop("Python glue")
+    rows += sorted(med.items(), key=lambda kv: -kv[1])
+    rows.append(("Python glue (layers, Sequential, model; measured: the instrumented step minus its parts)", glue))
+    print(f"small model training step, batch {batch}, one BLAS thread (medians of {reps} interleaved rounds of "
+          f"{steps} steps):")
+    print("  | part | ms per step |")
+    print("  |---|---|")
+    for name, t in rows:
+        print(f"  | {name} | {1e3 * t:.2f} |")
+    print(f"  | sum (the step timed part by part) | {1e3 * t_instr:.2f} |")
+    print(f"  | **step** | **{1e3 * t_step:.2f}** |")
+    print(f"  step / bare GEMMs: {t_step / t_gemm:.2f}; {batch / t_step:.0f} images/s per core; NumPy calls per "
+          f"step: {sum(calls.values())} (" + ", ".join(f"{k} {v}" for k, v in calls.most_common(8)) + ", ...)")
+    print(f"  two BLAS threads: step {1e3 * t_step2:.2f} ms wall, {1e3 * cpu2:.2f} ms CPU (both threads; more CPU "
+          f"than wall is the threads' waiting); bare GEMMs {1e3 * t_gemm2:.2f} ms; {batch / t_step2:.0f} images/s")
+
+
+def _mean_time(fn, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t0) / steps
+
+
+class _Instrumented:
+    """The step with its parts timed: functional's functions, dropout, loss and SGD update."""
+
+    NAMES = ("conv2d_forward", "conv2d_backward", "im2col", "col2im", "relu_forward", "relu_backward",
+             "maxpool_forward", "maxpool_backward", "linear_forward", "linear_backward")
+    LABELS = {"relu_forward": "ReLU forward", "relu_backward": "ReLU backward",
+              "maxpool_forward": "max pooling forward", "maxpool_backward": "max pooling backward"}
+
+    def __init__(self, step):
+        self.step = step
+        self.targets = [(functional, name, self.LABELS.get(name, name)) for name in self.NAMES] + [
+            (Dropout, "forward", "dropout forward"), (Dropout, "backward", "dropout backward"),
+            (SGD, "step", "SGD update"), (sys.modules[__name__], "softmax_cross_entropy", "loss")]
+        self.spent = collections.defaultdict(float)
+
+    def _timed(self, key, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.spent[key] += time.perf_counter() - t0
+            return out
+        return wrapper
+
+    def run(self, steps: int = 1) -> dict:
+        """Mean seconds per step of every part over `steps` steps, "Python glue" and the whole."""
+        originals = [getattr(obj, attr) for obj, attr, _ in self.targets]
+        for (obj, attr, key), fn in zip(self.targets, originals):
+            setattr(obj, attr, self._timed(key, fn))
+        self.spent.clear()
+        try:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.step()
+            total = (time.perf_counter() - t0) / steps
+        finally:
+            for (obj, attr, _), fn in zip(self.targets, originals):
+                setattr(obj, attr, fn)
+        parts = {key: self.spent[key] / steps for _, _, key in self.targets}
+        outer = sum(t for k, t in parts.items() if k not in ("im2col", "col2im"))  # those run inside conv
+        return {**parts, "Python glue": total - outer, "instrumented step": total}
+
+    __call__ = run
 
 
 class _TimedLoader(DataLoader):
@@ -288,12 +501,18 @@ def main():
     p.add_argument("--skip-fast", action="store_true", help="only the small model part")
     p.add_argument("--skip-small", action="store_true", help="only the fast model part")
     p.add_argument("--breakdown", action="store_true", help="also time (1) per function")
+    p.add_argument("--small-breakdown", action="store_true",
+                   help="only (4): the small model's step by part, against its bare GEMMs")
+    p.add_argument("--small-batch", type=int, default=32, help="batch of --small-breakdown (default 32)")
     p.add_argument("--default-malloc", action="store_true",
                    help="keep glibc's default of unmapping freed big blocks (the CLI turns that off)")
     args = p.parse_args()
     reused = False if args.default_malloc else reuse_freed_memory()
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs; allocator: "
           + ("freed memory reused (overfeat_np.memory, as the CLI)" if reused else "default"))
+    if args.small_breakdown:
+        small_breakdown(args.small_batch, args.reps, args.steps)
+        return
     if not args.skip_fast:
         bench_fast(args.batch, args.reps)
         if args.breakdown:
