@@ -65,10 +65,11 @@ def resized_crop(image, boxes, size: int | None, top: int, left: int, height: in
     resampled as it is, without the copy into and out of an array; the crop is uint8 (h, w, 3).
 
     The same as `crop(*resize_smallest(image, boxes, size), top, left, height, width)` to within
-    one grey level, but only the window is resampled: PIL's resize with a source box computes
-    each output pixel from the same filter taps as the full resize (its kernel is clipped at the
-    image's edges, not the box's), so a 231 crop of a 500x375 photo costs 60% of the full resize
-    (benchmarks/bench_loader.py)."""
+    two grey levels (the filter weights agree to rounding, and PIL rounds each of its two passes
+    to 8 bits; on photos almost every pixel is equal) and exactly the same boxes, but only the
+    window is resampled: PIL's resize with a source box computes each output pixel from the same
+    filter taps as the full resize (its kernel is clipped at the image's edges, not the box's),
+    so a 231 crop of a 500x375 photo costs about 60% of the full resize (bench_loader.py)."""
     h, w = image_hw(image)
     nh, nw = (h, w) if size is None else smallest_side_shape(h, w, size)
     if not (0 <= top and top + height <= nh and 0 <= left and left + width <= nw):
@@ -207,7 +208,7 @@ class TrainTransform:
     def __call__(self, sample: dict, rng: np.random.Generator):
         image, boxes = sample["image"], sample["boxes"]
         # The crop is drawn in the resized image's frame, then only it is resampled
-        # (resized_crop): the same pixels as resizing, then cropping, at a fraction of the cost.
+        # (resized_crop): the pixels of resizing, then cropping, at a fraction of the cost.
         h, w = self._resized_shape(image)
         top, left = random_offset(h, w, self.crop, rng)
         image, boxes = resized_crop(image, boxes, self.resize, top, left, *_pair(self.crop))
