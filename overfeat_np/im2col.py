@@ -49,23 +49,28 @@ def pad_batch_last(x, pad: int):
     return out
 
 
-def stride_phases(xt, stride: int, rows: int, cols: int):
-    """Split xt (C, H, W, N) by stride phase: -> (C, s, s, rows, cols, N), s = stride, with
-    out[:, p, q, a, b] = xt[:, a*s + p, b*s + q] (zero where that lies outside xt);
-    rows/cols: how many rows/columns of each phase to keep.
+def stride_phases(x, stride: int, rows: int, cols: int):
+    """Split x (N, C, H, W) (any memory order) by stride phase into batch-last memory:
+    -> (C, s, s, rows, cols, N), s = stride, with out[c, p, q, a, b, n] = x[n, c, a*s + p, b*s + q]
+    (zero where that lies outside x); rows/cols: how many rows/columns of each phase to keep.
 
-    A kernel offset (i, j) of a stride-s convolution reads rows i, i+s, i+2s, ... of xt: in the
-    split array that is the unit-stride run out[:, i % s, j % s, i//s : i//s + OH], so im2col's
+    A kernel offset (i, j) of a stride-s convolution reads rows i, i+s, i+2s, ... of the image: in
+    the split array that is the unit-stride run out[:, i % s, j % s, i//s : i//s + OH], so im2col's
     copies become contiguous runs instead of gathers of every s-th element (layer 1 of the fast
-    model: 121 gathers at stride 4 replaced by one split of the small input).
+    model: 121 gathers at stride 4 replaced by one split of the small input). The split is also
+    the copy that puts the batch innermost, straight from a plain NCHW batch (layer 1's input,
+    read once); on the CPU a channel at a time, so what each copy gathers stays in the cache.
     """
-    xp = get_array_module(xt)
-    c, _, _, n = xt.shape
-    out = xp.zeros((c, stride, stride, rows, cols, n), dtype=xt.dtype)
-    for p in range(stride):
-        for q in range(stride):
-            part = xt[:, p : p + stride * rows : stride, q : q + stride * cols : stride]
-            out[:, p, q, : part.shape[1], : part.shape[2]] = part
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    exact = stride * rows <= h and stride * cols <= w  # then every phase fills its rows x cols
+    out = (xp.empty if exact else xp.zeros)((c, stride, stride, rows, cols, n), dtype=x.dtype)
+    step = 1 if on_cpu(xp) else c  # on a GPU every copy is a kernel launch: all channels at once
+    for c0 in range(0, c, step):
+        for p in range(stride):
+            for q in range(stride):
+                part = x[:, c0 : c0 + step, p : p + stride * rows : stride, q : q + stride * cols : stride]
+                out[c0 : c0 + step, p, q, : part.shape[2], : part.shape[3]] = part.transpose(1, 2, 3, 0)
     return out
 
 
@@ -80,11 +85,11 @@ def im2col(x, kh: int, kw: int, stride: int = 1, pad: int = 0):
     n, c, h, w = x.shape
     s = stride
     oh, ow = conv_outsize(h, kh, s, pad), conv_outsize(w, kw, s, pad)
-    xt = pad_batch_last(x, pad)  # (C, Hp, Wp, N)
     if s == 1:
-        xs = xt[:, None, None]  # (C, 1, 1, Hp, Wp, N): one phase, a view
-    else:
-        xs = stride_phases(xt, s, oh + (kh - 1) // s, ow + (kw - 1) // s)  # (C, s, s, ., ., N)
+        xs = pad_batch_last(x, pad)[:, None, None]  # (C, 1, 1, Hp, Wp, N): one phase, a view
+    else:  # padded first only where there is padding (no model here pads a strided layer)
+        src = batch_last(pad_batch_last(x, pad)) if pad else x
+        xs = stride_phases(src, s, oh + (kh - 1) // s, ow + (kw - 1) // s)  # (C, s, s, ., ., N)
     cols = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
     # On the CPU a few channels at a time, so the kh*kw copies of a block re-read a source that is
     # still in the cache (about 256 KiB of it) instead of streaming all of x from memory kh*kw

@@ -88,9 +88,11 @@ def test_col2im_leaves_its_input_untouched():
 @given(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5),
        st.integers(0, 2**32 - 1))
 def test_stride_phases_matches_definition(s, h, w, rows, cols, seed):
-    """out[:, p, q, a, b] == xt[:, a*s + p, b*s + q] where that exists, else 0."""
+    """out[:, p, q, a, b] == xt[:, a*s + p, b*s + q] where that exists, else 0, for x given as a
+    plain NCHW batch and as an NCHW view of batch-last memory xt."""
     xt = np.random.default_rng(seed).standard_normal((2, h, w, 3)).astype(np.float32)
-    out = stride_phases(xt, s, rows, cols)
+    out = stride_phases(xt.transpose(3, 0, 1, 2), s, rows, cols)
+    np.testing.assert_array_equal(stride_phases(np.ascontiguousarray(xt.transpose(3, 0, 1, 2)), s, rows, cols), out)
     assert out.shape == (2, s, s, rows, cols, 3) and out.dtype == np.float32
     for p in range(s):
         for q in range(s):
