@@ -95,8 +95,11 @@ def _gemm_shapes(model, batch: int):
             f, c, kh, kw = layer.params["W"].shape
             _, oh, ow = layer.output_shape(shape)
             k, m = c * kh * kw, batch * oh * ow
-            gemms = [((f, k), (k, m), False),  # forward W @ cols
-                     ((f, m), (k, m), True)]  # dW = dY @ cols^T
+            gemms = [((f, k), (k, m), False)]  # forward W @ cols
+            if m >= 2 * k:  # dW = dY @ cols^T, in the order `functional.weight_gradient` runs it
+                gemms.append(((k, m), (f, m), True))  # (cols @ dY^T)^T
+            else:
+                gemms.append(((f, m), (k, m), True))
             if layer.need_input_grad:
                 gemms.append(((k, f), (f, m), False))  # dcols = W^T @ dY
             out.append((f"conv {i}", gemms))
