@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from overfeat_np.backend import backend_name, get_array_module, get_backend
+from overfeat_np.functional import weight_gradient
 from overfeat_np.im2col import conv_outsize
 from overfeat_np.layers import Conv2D, MaxPool2D
 from overfeat_np.memory import reuse_freed_memory
@@ -86,8 +87,9 @@ def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
         _, cache = layer.forward(x, train=True)
         return layer.backward(dy, cache)
 
-    # The same products on contiguous operands: W (F, K) @ cols (K, M); dW = d2 @ cols^T;
-    # dcols = W^T @ d2 (BLAS takes the transposed operands without copying).
+    # The same products on contiguous operands: W (F, K) @ cols (K, M); dW = d2 @ cols^T in the
+    # order the layer runs it (`functional.weight_gradient`, BLAS takes the transposed operands
+    # without copying); dcols = W^T @ d2.
     kk, m = c * k * k, batch * o * o
     W = xp.asarray(rng.standard_normal((f, kk), dtype=np.float32))
     cols = xp.asarray(rng.standard_normal((kk, m), dtype=np.float32))
@@ -95,7 +97,7 @@ def bench_conv(xp, spec, batch: int, repeat: int, rng) -> dict:
 
     def gemms():
         W @ cols
-        d2 @ cols.T
+        weight_gradient(d2, cols)
         if need_dx:
             W.T @ d2
 
