@@ -38,9 +38,12 @@
     rest of conv/linear (bias add, bias gradient, the GEMMs' slowdown inside the step against
     bare), pooling, ReLU, dropout, loss, SGD update, and the Python glue (the step minus all of
     those); the NumPy calls per step (every ufunc, operator, array function and indexing of the
-    step, counted on arrays that count); images/s per core; and the same step on two BLAS
-    threads (wall and CPU time: what the second thread buys and what waiting for it costs).
-    Figures are medians over --reps rounds of --steps steps.
+    step, counted on arrays that count); images per CPU second (= images/s per core); and the
+    same step on two BLAS threads (wall and CPU time: what the second thread buys and what
+    waiting for it costs). One-thread figures are CPU time (`time.process_time`), which leaves
+    out the time the process waits for a core while other jobs share the machine; each is the
+    median over --reps rounds of --steps steps, every round timing the step, the bare GEMMs and
+    the step part by part in turn.
 """
 
 from __future__ import annotations
@@ -288,7 +291,12 @@ def _median_time(fn, reps: int, steps: int) -> float:
 
 
 def small_breakdown(batch: int, reps: int, steps: int):
-    """(4): the small model's step, its bare GEMMs and where the rest goes (module docstring)."""
+    """(4): the small model's step, its bare GEMMs and where the rest goes (module docstring).
+
+    Every round times the step, the bare GEMMs and the step part by part, one after the other, and
+    every figure is the median over the rounds of that round's value (ratios too): on a machine
+    shared with other work, load that comes and goes then hits the three alike.
+    """
     model, opt, x, labels, step = _small_setup(batch)
     gemms = _bare_gemms(model, batch, np.random.default_rng(1))
     instrumented = _Instrumented(step)
@@ -296,52 +304,59 @@ def small_breakdown(batch: int, reps: int, steps: int):
     with limit_blas(1):
         for fn in (step, gemms, instrumented):
             fn()  # warm-up
-        for _ in range(reps):  # interleaved rounds: other processes' load hits all alike
-            rounds["step"].append(_mean_time(step, steps))
-            rounds["gemms"].append(_mean_time(gemms, steps))
-            for key, t in instrumented.run(steps).items():
+        for _ in range(reps):
+            rounds["wall"].append(_mean_time(step, steps))
+            t_step, t_gemm = _mean_time(step, steps, time.process_time), _mean_time(gemms, steps, time.process_time)
+            parts = instrumented.run(steps)
+            conv = sum(parts.pop(k) for k in ("conv2d_forward", "conv2d_backward", "linear_forward",
+                                              "linear_backward"))
+            parts["rest of conv/linear: bias add, bias gradient, the GEMMs' slowdown in the step against bare"] = (
+                conv - t_gemm - parts["im2col"] - parts["col2im"])
+            for key, t in {**parts, "step": t_step, "gemms": t_gemm, "ratio": t_step / t_gemm}.items():
                 rounds[key].append(t)
     with limit_blas(2):
         step()
-        c0 = time.process_time()
-        rounds["step2"] = [_mean_time(step, steps) for _ in range(reps)]
-        cpu2 = (time.process_time() - c0) / (reps * steps)
-        rounds["gemms2"] = [_mean_time(gemms, steps) for _ in range(reps)]
+        for _ in range(reps):
+            c0 = time.process_time()
+            rounds["step2"].append(_mean_time(step, steps))
+            rounds["cpu2"].append((time.process_time() - c0) / steps)
+            rounds["gemms2"].append(_mean_time(gemms, steps))
     med = {k: float(np.median(v)) for k, v in rounds.items()}
     calls = _count_numpy_calls(batch)
-    t_step, t_gemm = med.pop("step"), med.pop("gemms")
-    t_step2, t_gemm2, t_instr = med.pop("step2"), med.pop("gemms2"), med.pop("instrumented step")
-    conv = sum(med.pop(k) for k in ("conv2d_forward", "conv2d_backward", "linear_forward", "linear_backward"))
-    t_im2col, t_col2im = med.pop("im2col"), med.pop("col2im")
-    rows = [("GEMMs (bare, same shapes and layouts)", t_gemm), ("im2col", t_im2col), ("col2im", t_col2im),
-            ("rest of conv/linear: bias add, bias gradient, the GEMMs' slowdown in the step against bare",
-             conv - t_gemm - t_im2col - t_col2im)]
+    t_step, t_gemm, ratio, wall = med.pop("step"), med.pop("gemms"), med.pop("ratio"), med.pop("wall")
+    t_step2, cpu2, t_gemm2, t_instr = med.pop("step2"), med.pop("cpu2"), med.pop("gemms2"), med.pop("instrumented step")
     glue = med.pop("Python glue")
+    rows = [("GEMMs (bare, same shapes and layouts)", t_gemm)]
     rows += sorted(med.items(), key=lambda kv: -kv[1])
-    rows.append(("Python glue (layers, Sequential, model; measured: the instrumented step minus its parts)", glue))
-    print(f"small model training step, batch {batch}, one BLAS thread (medians of {reps} interleaved rounds of "
-          f"{steps} steps):")
+    rows.append(("Python glue (layers, Sequential, model: the instrumented step minus its parts)", glue))
+    print(f"small model training step, batch {batch}, one BLAS thread, ms of CPU per step (medians of {reps} rounds "
+          f"of {steps} steps; load {os.getloadavg()[0]:.1f}; the step's wall time {1e3 * wall:.2f} ms):")
     print("  | part | ms per step |")
     print("  |---|---|")
     for name, t in rows:
         print(f"  | {name} | {1e3 * t:.2f} |")
-    print(f"  | sum (the step timed part by part) | {1e3 * t_instr:.2f} |")
-    print(f"  | **step** | **{1e3 * t_step:.2f}** |")
-    print(f"  step / bare GEMMs: {t_step / t_gemm:.2f}; {batch / t_step:.0f} images/s per core; NumPy calls per "
-          f"step: {sum(calls.values())} (" + ", ".join(f"{k} {v}" for k, v in calls.most_common(8)) + ", ...)")
-    print(f"  two BLAS threads: step {1e3 * t_step2:.2f} ms wall, {1e3 * cpu2:.2f} ms CPU (both threads; more CPU "
-          f"than wall is the threads' waiting); bare GEMMs {1e3 * t_gemm2:.2f} ms; {batch / t_step2:.0f} images/s")
+    print(f"  | the step timed part by part | {1e3 * t_instr:.2f} |")
+    print(f"  | **the step** | **{1e3 * t_step:.2f}** |")
+    print(f"  step / bare GEMMs: {ratio:.2f} (median of the rounds' ratios); {batch / t_step:.0f} images per CPU second; "
+          f"NumPy calls per step: {sum(calls.values())} (" + ", ".join(f"{k} {v}" for k, v in calls.most_common(8))
+          + ", ...)")
+    print(f"  two BLAS threads: step {1e3 * t_step2:.2f} ms wall, {1e3 * cpu2:.2f} ms CPU (both threads: above the "
+          f"wall time they spin waiting for each other, below it they wait for a core); bare GEMMs "
+          f"{1e3 * t_gemm2:.2f} ms; {batch / t_step2:.0f} images/s")
 
 
-def _mean_time(fn, steps: int) -> float:
-    t0 = time.perf_counter()
+def _mean_time(fn, steps: int, clock=time.perf_counter) -> float:
+    """Mean seconds of `steps` calls of fn on `clock` (time.process_time: CPU time, which leaves
+    out the time the process waited for a core on a busy machine; with one BLAS thread it is the
+    work itself)."""
+    t0 = clock()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - t0) / steps
+    return (clock() - t0) / steps
 
 
 class _Instrumented:
-    """The step with its parts timed: functional's functions, dropout, loss and SGD update."""
+    """The step with its parts timed in CPU time: functional's functions, dropout, loss, SGD update."""
 
     NAMES = ("conv2d_forward", "conv2d_backward", "im2col", "col2im", "relu_forward", "relu_backward",
              "maxpool_forward", "maxpool_backward", "linear_forward", "linear_backward")
@@ -357,9 +372,9 @@ class _Instrumented:
 
     def _timed(self, key, fn):
         def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             out = fn(*args, **kwargs)
-            self.spent[key] += time.perf_counter() - t0
+            self.spent[key] += time.process_time() - t0
             return out
         return wrapper
 
@@ -370,10 +385,7 @@ class _Instrumented:
             setattr(obj, attr, self._timed(key, fn))
         self.spent.clear()
         try:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                self.step()
-            total = (time.perf_counter() - t0) / steps
+            total = _mean_time(self.step, steps, time.process_time)
         finally:
             for (obj, attr, _), fn in zip(self.targets, originals):
                 setattr(obj, attr, fn)
