@@ -45,6 +45,18 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
           "immunohistochemistry", "retina")
 
 
+def pil_build() -> str:
+    """Which PIL decodes and resamples: Pillow, or the SIMD build pillow-simd (same API)."""
+    import PIL
+    from importlib import metadata
+
+    try:
+        metadata.version("pillow-simd")
+        return f"pillow-simd {PIL.__version__}"
+    except metadata.PackageNotFoundError:
+        return f"Pillow {PIL.__version__}"
+
+
 def load_photos() -> list:
     """The bundled scikit-image photos, uint8 (H, W, 3) each."""
     try:
@@ -205,7 +217,7 @@ def main(argv=None):
     diffs = draft_differences(photos)
 
     print(f"\n{os.cpu_count()} CPUs, load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after (1 min)\n")
+          f"{os.getloadavg()[0]:.1f} after (1 min); {pil_build()}\n")
     print("(a) per core: decode + resize 256 + random crop 231 + flip, uint8, one process "
           "(500x375 is less than twice 256: 'draft' decodes it in full too); 'window': only the "
           "crop is resampled (resized_crop; 'PIL': from the decoded PIL image, no array copy), "
