@@ -6,10 +6,11 @@
 (1) The full fast model (Table 1, 1000 classes, 231x231 input) at batch 16: best wall time of
     one forward + backward (train mode: dropout on), and, in the same run, the best time of the
     bare matrix products it contains, with the same shapes and memory layouts: per conv layer the
-    forward GEMM W (F, C*k*k) @ cols and the two backward GEMMs dW = dY @ cols^T and
-    dcols = W^T @ dY (layer 1 skips dcols, as the model does), per full layer x @ W^T, dY^T @ x
-    and dY @ W. The ratio model / GEMMs is the overhead of everything else (im2col, col2im,
-    pooling, ReLU, dropout, copies). Target: <= 1.2. Both run with freed memory kept for reuse,
+    forward GEMM W (F, C*k*k) @ cols and the two backward GEMMs dW = dY @ cols^T (in the order
+    `functional.weight_gradient` runs it) and dcols = W^T @ dY (layer 1 skips dcols, as the model
+    does), per full layer x @ W^T, dY^T @ x (at batch 1 an outer product, no GEMM) and dY @ W.
+    The ratio model / GEMMs is the overhead of everything else (im2col, col2im, pooling, ReLU,
+    dropout, copies). Target: <= 1.2. Both run with freed memory kept for reuse,
     as the `overfeat-np` command line runs (`overfeat_np.memory.reuse_freed_memory`);
     --default-malloc measures glibc's default, where every big array is fresh zeroed memory.
 (2) The small model training on synthetic shapes with the real loop (`train.train`) and
@@ -110,9 +111,12 @@ def _gemm_shapes(model, batch: int):
     for i, layer in enumerate(model.classifier.layers):
         if isinstance(layer, Linear):
             o, n_in = layer.params["W"].shape
-            out.append((f"full {i}", [((batch, n_in), (o, n_in), True),  # x @ W^T
-                                      ((o, batch), (batch, n_in), False),  # dY^T @ x
-                                      ((batch, o), (o, n_in), False)]))  # dY @ W
+            gemms = [((batch, n_in), (o, n_in), True),  # x @ W^T
+                     ((o, batch), (batch, n_in), False),  # dY^T @ x
+                     ((batch, o), (o, n_in), False)]  # dY @ W
+            if batch == 1:  # dY^T @ x is then an outer product, which the layer computes without a GEMM
+                del gemms[1]
+            out.append((f"full {i}", gemms))
     return out
 
 
@@ -297,7 +301,7 @@ def small_breakdown(batch: int, reps: int, steps: int):
     every figure is the median over the rounds of that round's value (ratios too): on a machine
     shared with other work, load that comes and goes then hits the three alike.
     """
-    model, opt, x, labels, step = _small_setup(batch)
+    model, _, _, _, step = _small_setup(batch)
     gemms = _bare_gemms(model, batch, np.random.default_rng(1))
     instrumented = _Instrumented(step)
     rounds = collections.defaultdict(list)
@@ -360,8 +364,9 @@ class _Instrumented:
 
     NAMES = ("conv2d_forward", "conv2d_backward", "im2col", "col2im", "relu_forward", "relu_backward",
              "maxpool_forward", "maxpool_backward", "linear_forward", "linear_backward")
-    LABELS = {"relu_forward": "ReLU forward", "relu_backward": "ReLU backward",
-              "maxpool_forward": "max pooling forward", "maxpool_backward": "max pooling backward"}
+    LABELS: typing.ClassVar[dict] = {
+        "relu_forward": "ReLU forward", "relu_backward": "ReLU backward",
+        "maxpool_forward": "max pooling forward", "maxpool_backward": "max pooling backward"}
 
     def __init__(self, step):
         self.step = step
