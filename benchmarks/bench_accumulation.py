@@ -7,6 +7,8 @@ and detection mAP, at several object sizes and two scale sets.
     python benchmarks/bench_accumulation.py --demo runs/demo --diagnose   # why the paper's sum loses
     python benchmarks/bench_accumulation.py --digits            # handwritten digits (scikit-learn's
                                                                 #   load_digits) on scikit-image photos
+    python benchmarks/bench_accumulation.py --demo runs/demo --dev --sizes small --images 30   # quick,
+                                                                #   development images only
 
 Held out: evaluation images use seeds the models and the method choice never saw (localization
 5000, detection 6000; the method was chosen on seed 2000). Object sizes are fractions of the
@@ -47,6 +49,7 @@ from overfeat_np.serialization import load_weights
 LOC_SIZES = {"small": (0.1, 0.25), "similar": (0.3, 0.6), "large": (0.6, 1.0)}
 DET_SIZES = {"small": (0.08, 0.15), "similar": (0.2, 0.45), "large": (0.45, 0.7)}
 LOC_SEED, DET_SEED, TRAIN_SEED = 5000, 6000, 3
+DEV_LOC_SEED, DEV_DET_SEED = 2000, 2001  # --dev: development images, for choosing methods (never 5000/6000)
 
 
 def guided(config, train_set, n=20):
@@ -55,11 +58,11 @@ def guided(config, train_set, n=20):
     return scales_for_objects(config, object_size_range(boxes), train_set[0]["image"].shape[:2])
 
 
-def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed):
+def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED):
     """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]."""
     rows = []
     for size, (lo, hi) in sizes.items():
-        val = make_set(n, LOC_SEED, lo, hi)
+        val = make_set(n, seed, lo, hi)
         gts = ground_truth(val)
         for set_name, scales in ((fixed_name, fixed), ("guided", guided(model.config, make_set(20, TRAIN_SEED, lo, hi)))):
             preds = {m: [] for m in METHODS}
@@ -87,11 +90,11 @@ def duplicates(per_image, gts, iou_min=0.5) -> tuple:
     return dup, total
 
 
-def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes):
+def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, seed=DET_SEED):
     """[(size, scale set, scales, {method: (mAP, duplicates, objects)})]."""
     rows = []
     for size, (lo, hi) in sizes.items():
-        test = make_set(n, DET_SEED, lo, hi)
+        test = make_set(n, seed, lo, hi)
         gts = [(np.asarray(test[i]["box_labels"]), np.asarray(test[i]["boxes"], np.float32)) for i in range(n)]
         for set_name, scales in ((fixed_name, fixed), ("guided", guided(det.config, make_set(20, TRAIN_SEED, lo, hi)))):
             per = {m: [] for m in DETECT_METHODS}
@@ -130,6 +133,15 @@ def print_table(title, loc, det):
         print(f"| {size} | {scales} | {' | '.join(e)} | {' | '.join(a)} | {d} |")
 
 
+def chosen(sizes, args) -> dict:
+    """The object sizes named by --sizes (all by default)."""
+    names = args.sizes.split(",") if args.sizes else list(sizes)
+    unknown = [n for n in names if n not in sizes]
+    if unknown:
+        raise SystemExit(f"--sizes: unknown {unknown}; choose from {list(sizes)}")
+    return {n: sizes[n] for n in names}
+
+
 # --- synthetic shapes ---------------------------------------------------------------------------------
 def synthetic(args):
     model = load_weights(os.path.join(args.demo, "weights.npz"))
@@ -144,9 +156,11 @@ def synthetic(args):
         return SyntheticShapes(n, image_size=128, mode="detection", seed=seed, min_scale=lo, max_scale=hi, cache=True)
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    loc = localization_rows(model, reg, loc_set, LOC_SIZES, args.images, "1,2,4,6", fixed)
-    det_rows = detection_rows(det, dreg, det_set, DET_SIZES, args.images, "default", detection_scales(det.config),
-                              list(range(model.config.num_classes)))
+    loc_sizes, det_sizes = chosen(LOC_SIZES, args), chosen(DET_SIZES, args)
+    loc_seed, det_seed = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed)
+    det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
+                              list(range(model.config.num_classes)), det_seed)
     print_table("synthetic shapes (localization 64-px images; detection 128-px images)", loc, det_rows)
 
 
@@ -212,6 +226,11 @@ def main(argv=None):
     ap.add_argument("--diagnose", action="store_true")
     ap.add_argument("--images", type=int, default=100, help="held-out images per setting")
     ap.add_argument("--cache", help="--digits: keep the trained models in this folder and reuse them")
+    ap.add_argument("--dev", action="store_true",
+                    help="development images (seeds 2000/2001) instead of the held-out ones (5000/6000): "
+                         "choose methods here, report the held-out table")
+    ap.add_argument("--sizes", help="only these object sizes, e.g. small or small,large (default: all three); "
+                                    "with --images 30 --dev a row takes about a minute")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     with threadpool_limits(1):

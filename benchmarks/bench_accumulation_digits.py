@@ -120,20 +120,23 @@ def _cover(a, b):
 
 
 def digits(args, localization_rows, detection_rows, print_table):
-    from bench_accumulation import DET_SIZES, LOC_SIZES
+    from bench_accumulation import DET_SEED, DET_SIZES, DEV_DET_SEED, DEV_LOC_SEED, LOC_SEED, LOC_SIZES, chosen
 
     model, reg, det, dreg = _models(args.cache)
 
+    loc_seed, det_seed = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+    evaluation = (loc_seed, det_seed)  # unseen scans; training images and guided scales use the training scans
+
     def loc_set(n, seed, lo, hi):
-        return DigitScenes(n, 64, "localization", seed, lo, hi, "test" if seed >= 5000 else "train")
+        return DigitScenes(n, 64, "localization", seed, lo, hi, "test" if seed in evaluation else "train")
 
     def det_set(n, seed, lo, hi):
-        return DigitScenes(n, 128, "detection", seed, lo, hi, "test" if seed >= 5000 else "train")
+        return DigitScenes(n, 128, "detection", seed, lo, hi, "test" if seed in evaluation else "train")
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    loc = localization_rows(model, reg, loc_set, LOC_SIZES, args.images, "1,2,4,6", fixed)
-    det_rows = detection_rows(det, dreg, det_set, DET_SIZES, args.images, "default", detection_scales(det.config),
-                              list(range(10)))
+    loc = localization_rows(model, reg, loc_set, chosen(LOC_SIZES, args), args.images, "1,2,4,6", fixed, loc_seed)
+    det_rows = detection_rows(det, dreg, det_set, chosen(DET_SIZES, args), args.images, "default",
+                              detection_scales(det.config), list(range(10)), det_seed)
     print_table("handwritten digits (scikit-learn) on photos (scikit-image)", loc, det_rows)
 
 

@@ -159,3 +159,29 @@ def object_size_range(boxes, low: float = 5, high: float = 95) -> tuple:
     if not len(side):
         raise ValueError("object_size_range: no box with a positive area")
     return float(np.percentile(side, low)), float(np.percentile(side, high))
+
+
+def relative_object_sizes(samples, low: float = 5, high: float = 95) -> tuple:
+    """(min, max) object side as a fraction of its image's side, from samples with boxes.
+
+    samples: an iterable of dicts in the package's sample format ('image' (H, W, 3), 'boxes'
+    (k, 4)), e.g. a few training images. Each box side sqrt(w x h) is divided by its image's
+    sqrt(H x W), so images of different sizes mix; the low and high percentiles are returned
+    (`object_size_range`). Multiply by a new image's sqrt(H x W) to get pixels for
+    `scales_for_objects` (`object_sizes_for`).
+    """
+    import numpy as np
+
+    rel = []
+    for s in samples:
+        h, w = s["image"].shape[:2]
+        rel.append(np.asarray(s["boxes"], np.float64).reshape(-1, 4) / np.sqrt(float(h) * float(w)))
+    if not rel:
+        raise ValueError("relative_object_sizes: no samples")
+    return object_size_range(np.concatenate(rel), low, high)
+
+
+def object_sizes_for(fractions, image_hw) -> tuple:
+    """(min, max) pixels in an image of image_hw (H, W) from `relative_object_sizes` fractions."""
+    side = (float(image_hw[0]) * float(image_hw[1])) ** 0.5
+    return float(fractions[0]) * side, float(fractions[1]) * side

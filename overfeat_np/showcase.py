@@ -1,8 +1,10 @@
 """One picture of the paper's three tasks on the same images (Sermanet et al., ICLR 2014).
 
 Row per image: classification (top-5 classes of the multi-scale dense classifier, Section 3.3),
-localization (the best merged regressor box, Section 4), detection (every object found with a
-background class and greedy merge, Section 5; dashed white: ground truth when known).
+localization (the best regressor box after box accumulation, Section 4), detection (every object
+found with a background class, Section 5), both accumulated by the method named in the panel titles
+(`METHOD_LABELS`: the package's default accumulation, Section 4.3's greedy merge or NMS; dashed
+white: ground truth when known).
 `overfeat-np demo` ends with it; `save_detections` draws the `overfeat-np detect` picture,
 `draw_localization` the `overfeat-np localize` one, `plot_pr_curves` the precision/recall curves of
 the demo and of `overfeat-np evaluate --task detection`.
@@ -113,8 +115,14 @@ def _passes(d, min_score) -> bool:
     return d.score >= (min_score.get(d.cls, float("inf")) if isinstance(min_score, dict) else min_score)
 
 
+METHOD_LABELS = {"merge": "accumulation (merge)", "paper": "Section 4.3 merge", "nms": "NMS"}
+"""How pictures and printouts name each box accumulation (`localize.METHODS`): the default is not
+Section 4.3's greedy merge, so it is never called that."""
+
+
 def showcase(images, classifier, regressor, detector, out_png, class_names=None, det_regressor=None,
-             scales=None, score_threshold: float = 0.5, k: int = 5, min_score=0.0, caption=None):
+             scales=None, score_threshold: float = 0.5, k: int = 5, min_score=0.0, caption=None,
+             method: str = "merge"):
     """Draw classification, localization and detection of each image in one figure -> out_png.
 
     One row per image: the input (dashed white: ground truth when known), the top-k classes of the
@@ -126,7 +134,9 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
     detector's features (None: windows). scales default to `scales.detection_scales`.
     score_threshold: per-location probability that proposes a box (`detect.detect`); min_score:
     the merged score from which a detection is drawn, a float or {class: score} (classes left out
-    are not drawn), e.g. each class's best-F1 threshold on a test set; caption: a figure title.
+    are not drawn), e.g. each class's best-F1 threshold on a test set; caption: a figure title;
+    method: the box accumulation of localization and detection ("merge", "paper", "nms"), named in
+    the panel titles (`METHOD_LABELS`).
     Returns the drawn detections per image. A few seconds for 4 images with the small model.
     """
     import matplotlib
@@ -142,7 +152,9 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
     n = len(samples)
     fig, axes = plt.subplots(n, 4, figsize=(11.5, 2.9 * n + (0.4 if caption else 0)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 0.75, 1, 1]})
-    heads = ("input (dashed: truth)", f"classification: top-{k}", "localization: best box", "detection")
+    label = METHOD_LABELS[method]
+    heads = ("input (dashed: truth)", f"classification: top-{k}", f"localization: best box ({label})",
+             f"detection ({label})")
     out = []
     for r, (row, s) in enumerate(zip(axes, samples)):
         img, gt = s["image"], s.get("boxes")
@@ -161,7 +173,7 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
         row[1].spines[["top", "right"]].set_visible(False)
 
         if regressor is not None:
-            loc = localize(classifier, regressor, img, scales, k=1)
+            loc = localize(classifier, regressor, img, scales, k=1, method=method)
             best = [(int(c), float(sc), tuple(b)) for c, b, sc in zip(loc.classes, loc.boxes, loc.confidences)]
         else:
             best = [(d.cls, d.score, d.box) for d in detect_with_classifier(classifier, img, scales)[:1]]
@@ -170,7 +182,8 @@ def showcase(images, classifier, regressor, detector, out_png, class_names=None,
                    [_COLOURS[c % len(_COLOURS)] for c, _, _ in best], lw=2.5)
         row[2].set_axis_off()
 
-        dets = [d for d in detect(detector, det_regressor, img, scales, score_threshold) if _passes(d, min_score)]
+        dets = [d for d in detect(detector, det_regressor, img, scales, score_threshold, method=method)
+                if _passes(d, min_score)]
         draw_detections(row[3], img, dets, class_names, gt)
         row[3].text(0.02, 0.02, f"{len(dets)} found" + ("" if gt is None else f", {len(gt)} true"),
                     transform=row[3].transAxes, fontsize=8, color="white",

@@ -30,7 +30,7 @@ def test_quick_demo_shows_three_tasks_and_evaluate_reproduces_its_figures(tmp_pa
     assert 0.5 <= c["val_top1"] <= c["val_top5"] <= 1
     # Localization: the centre box knows the true class, so only its box can be wrong; the regressor
     # must frame objects far better (quick run: ~0.2-0.3 vs ~0.73 on 40 images).
-    errors = (loc["error_merge"], loc["error_nms"], loc["error_centre_box"])
+    errors = (loc["error_merge"], loc["error_paper"], loc["error_nms"], loc["error_centre_box"])
     assert all(0 <= e <= 1 for e in errors)
     assert loc["error_merge"] <= loc["error_centre_box"] - 0.2 and loc["error_nms"] <= loc["error_centre_box"] - 0.2
     # Detection: the background class must lift mAP well above the classifier used alone (~0.6 vs ~0.2).
@@ -41,8 +41,12 @@ def test_quick_demo_shows_three_tasks_and_evaluate_reproduces_its_figures(tmp_pa
     w, h = Image.open(tmp_path / "showcase.png").size
     assert show["images"] == 3 and all(n > 0 for n in show["objects"]) and w > 1000 and h > 3 * 250
     assert sum(show["detections"]) > 0
-    for label in ("top-1", "greedy merge", "mAP", "showcase.png"):
+    assert show["method"] == "accumulation (merge)"  # what the picture's panel titles name
+    for label in ("top-1", "accumulation (merge, the default)", "Section 4.3's merge", "mAP", "showcase.png"):
         assert label in printed, label
+    assert "greedy merge" not in printed  # the default is not Section 4.3's merge: name the method used
+    assert _after(printed, "(merge, the default)") == round(loc["error_merge"], 3)
+    assert _after(printed, "Section 4.3's merge") == round(loc["error_paper"], 3)
     assert _after(printed, "mAP") == round(det["mAP"], 3)
 
     # The CLI evaluates the demo's files on the same held-out sets (seed 1000) and gets its numbers.
@@ -50,7 +54,8 @@ def test_quick_demo_shows_three_tasks_and_evaluate_reproduces_its_figures(tmp_pa
                  "--regressor", str(tmp_path / "regressor.npz"), "--synthetic", str(loc["val_images"]),
                  "--scales", ",".join(f"{h}x{w}" for h, w in loc["scales"])]) == 0
     out = capsys.readouterr().out
-    assert _after(out, "greedy merge") == round(loc["error_merge"], 4)
+    assert _after(out, "(merge, the default)") == round(loc["error_merge"], 4)
+    assert _after(out, "Section 4.3's merge") == round(loc["error_paper"], 4)
     assert _after(out, "NMS") == round(loc["error_nms"], 4)
     assert _after(out, "true class") == round(loc["error_centre_box"], 4)
     assert main(["evaluate", "--task", "detection", "--detector", str(tmp_path / "detector.npz"),

@@ -1,8 +1,12 @@
 """Localization (Section 4): predict_boxes, the accumulations vs NMS, bounded-memory regressor
 training, scale guidance, the CLI, and an end-to-end run."""
 
+import argparse
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from overfeat_np.cli import main
 from overfeat_np.data import SyntheticShapes
@@ -26,6 +30,8 @@ from overfeat_np.regressor import build_regressor, save_regressor
 from overfeat_np.scales import (
     object_scale_warnings,
     object_size_range,
+    object_sizes_for,
+    relative_object_sizes,
     scales_for,
     scales_for_objects,
 )
@@ -247,6 +253,59 @@ def test_cli_object_size_chooses_scales_and_warns(tmp_path, capsys):
     assert "no window sees half of an object" in capsys.readouterr().err
     assert main(base + ["--object-size", "50,10"]) == 2
 
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.lists(st.tuples(st.integers(8, 300), st.integers(8, 300), st.floats(0.05, 0.95), st.floats(0.05, 0.95)),
+                min_size=1, max_size=6), st.floats(0.25, 4.0))
+def test_relative_object_sizes_do_not_depend_on_the_image_size(images, zoom):
+    # Each image holds one box of a given fraction of its width and height; zooming every image and
+    # box by the same factor must leave the fractions alone, and pixels come back via object_sizes_for.
+    def samples(z):
+        out = []
+        for h, w, fx, fy in images:
+            hz, wz = max(1, round(h * z)), max(1, round(w * z))
+            out.append({"image": np.zeros((hz, wz, 3), np.uint8),
+                        "boxes": np.array([[0, 0, fx * wz, fy * hz]], np.float32)})
+        return out
+
+    lo, hi = relative_object_sizes(samples(1.0))
+    lo_z, hi_z = relative_object_sizes(samples(zoom))
+    assert 0 < lo <= hi < 1
+    assert lo_z == pytest.approx(lo, rel=0.1) and hi_z == pytest.approx(hi, rel=0.1)  # rounding of the sizes only
+    px = object_sizes_for((lo, hi), (100, 400))  # sqrt(100 * 400) = 200 px of image side
+    assert px == pytest.approx((200 * lo, 200 * hi))
+
+
+def test_cli_object_size_from_reads_the_training_boxes(tmp_path, capsys):
+    from PIL import Image
+
+    from overfeat_np.cli.localize import guided_scales
+    from overfeat_np.data import write_imagenet_layout
+
+    model = overfeat_small(num_classes=3, width=0.25, seed=0)
+    save_weights(model, tmp_path / "w.npz")
+    save_regressor(build_regressor(model), tmp_path / "reg.npz")
+    train = SyntheticShapes(6, image_size=64, mode="localization", num_classes=3, min_scale=0.15, max_scale=0.3)
+    write_imagenet_layout(tmp_path / "data", train, "train")
+    Image.fromarray(train[0]["image"]).save(tmp_path / "a.png")
+    base = ["localize", str(tmp_path / "a.png"), "--weights", str(tmp_path / "w.npz"), "--regressor",
+            str(tmp_path / "reg.npz"), "--out", str(tmp_path / "out")]
+    assert main(base + ["--object-size-from", str(tmp_path / "data"), "--object-size-images", "6"]) == 0
+    assert "object sizes from 6 training images" in capsys.readouterr().err
+
+    # The scales are those of the training boxes' range, rescaled to the image at hand: small objects
+    # (10-19 px) of a 64-px image are enlarged ~3x to fill the window, the same fractions of a
+    # 256-px image (38-77 px) hardly at all.
+    frac = relative_object_sizes([train[i] for i in range(6)])  # every image: the folder order differs
+    args = argparse.Namespace(scales=None, object_size=None, object_size_from=str(tmp_path / "data"),
+                              object_size_images=6)
+    for hw in ((64, 64), (256, 256)):
+        got = guided_scales(args, model.config, None, hw)
+        assert got == scales_for_objects(model.config, object_sizes_for(frac, hw), hw)
+    small, big = guided_scales(args, model.config, None, (64, 64)), guided_scales(args, model.config, None, (256, 256))
+    assert small[0][0] / 64 > 2 and big[0][0] / 256 < 1
+    assert main(base + ["--object-size-from", str(tmp_path / "nowhere")]) != 0
 
 def test_cli_train_regressor_limits_images_and_skips_evaluation(tmp_path, capsys):
     model = overfeat_small(num_classes=3, width=0.25, seed=0)

@@ -22,7 +22,7 @@ TASKS = ("classification", "localization", "detection")
 def _evaluate_args(p):
     p.add_argument("--task", choices=TASKS, default="classification",
                    help="classification: top-1/top-5 (needs --checkpoint or --weights); localization: "
-                        "top-5 localization error, greedy merge vs NMS vs a centre box (Section 4; also "
+                        "top-5 localization error, the default accumulation vs Section 4.3's greedy merge vs NMS vs a centre box (Section 4; also "
                         "--regressor); detection: mAP (Section 5; needs --detector and --regressor, same as "
                         "the evaluate-detection subcommand)")
     add_model_source(p, required=False)

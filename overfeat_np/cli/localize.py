@@ -11,6 +11,8 @@
 --object-size MIN,MAX (pixels, the side of the smallest and largest expected object in the original
 images) chooses the scales with `scales.scales_for_objects` when --scales is absent, and warns
 (`scales.object_scale_warnings`) when a scale makes the objects far larger than the window.
+--object-size-from ROOT reads the range from the boxes of ROOT/train's first --object-size-images N
+boxed images instead (relative to each image's size, `scales.relative_object_sizes`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ..regressor import build_regressor, load_regressor, save_regressor
 from ..scales import (
     PAPER_SCALES,
     object_scale_warnings,
+    object_sizes_for,
+    relative_object_sizes,
     scales_for,
     scales_for_objects,
     select_scales,
@@ -54,6 +58,7 @@ from .registry import CLIError, command
 DEFAULT_SCALES = ",".join(map(str, PAPER_SCALES))  # Section 4 uses Table 2's four scales
 WINDOW_MEMORY_MB = 512.0  # train-regressor's default cap on held training windows
 MAX_VAL_IMAGES = 500  # train-regressor's validation report reads at most this many images by default
+OBJECT_SIZE_IMAGES = 20  # --object-size-from reads this many training images' boxes by default
 
 
 def object_size(text) -> tuple:
@@ -76,12 +81,47 @@ def add_object_size(p):
                         "original images: without --scales, the scales that show them at 0.4-0.9 of the "
                         "model's window (scales.scales_for_objects); with --scales, a warning for each scale "
                         "that makes them far larger than the window")
+    p.add_argument("--object-size-from", metavar="ROOT",
+                   help="as --object-size, with the sizes read from the boxes of a few training images: an "
+                        "ImageNet-layout folder with boxes (ROOT/train/ and Annotation/ VOC XML); each box side "
+                        "is taken relative to its image, so the range adapts to every image's size "
+                        "(scales.relative_object_sizes)")
+    p.add_argument("--object-size-images", type=positive_int, default=OBJECT_SIZE_IMAGES, metavar="N",
+                   help="--object-size-from reads the boxes of the first N images that have boxes "
+                        "(default %(default)s)")
+
+
+def object_fractions(args):
+    """--object-size-from ROOT: (min, max) object side / image side from its first N boxed images;
+    read once per command (cached on args). None without the option."""
+    root = getattr(args, "object_size_from", None)
+    if root is None:
+        return None
+    if getattr(args, "_object_fractions", None) is None:
+        data = image_folder(root, "train")
+        n, picked = args.object_size_images, []
+        for i in range(len(data)):
+            s = data[i]
+            if len(s["boxes"]):
+                picked.append(s)
+            if len(picked) >= n:
+                break
+        if not picked:
+            raise CLIError(f"--object-size-from: no image with boxes in {root}/train (boxes come from "
+                           f"Annotation/ VOC XML files)")
+        args._object_fractions = relative_object_sizes(picked)
+        print(f"object sizes from {len(picked)} training images of {root}: {args._object_fractions[0]:.2f}-"
+              f"{args._object_fractions[1]:.2f} of the image side", file=sys.stderr)
+    return args._object_fractions
 
 
 def guided_scales(args, config, default, image_hw) -> tuple:
     """--scales, else --object-size's `scales_for_objects` for an image of image_hw, else default;
     prints `object_scale_warnings` for --object-size on stderr."""
     sizes = getattr(args, "object_size", None)
+    fractions = object_fractions(args)
+    if sizes is None and fractions is not None:
+        sizes = object_sizes_for(fractions, image_hw)
     if args.scales or sizes is None:
         scales = scales_from(args.scales, config, default)
     else:
@@ -219,7 +259,7 @@ def run_evaluate_localization(args) -> int:
     scales = localization_scales(args, model.config, val[0]["image"].shape[:2])
     err = evaluate_localization(model, reg, val, scales, t=args.t, fine_stride=args.fine_stride)
     print(f"{len(val)} images at scales {[tuple(s) for s in scales]}: localization error (top-5, IoU >= 0.5) "
-          f"greedy merge {err['merge']:.4f} (default accumulation), Section 4.3's merge {err['paper']:.4f}, "
+          f"accumulation (merge, the default) {err['merge']:.4f}, Section 4.3's merge {err['paper']:.4f}, "
           f"NMS {err['nms']:.4f}; "
           f"centre box with the true class {centre_box_error(val):.4f}")
     report_boxes(val)
