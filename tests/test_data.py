@@ -421,13 +421,21 @@ def test_loader_skips_corrupt_and_truncated_images(broken_tree, caplog, num_work
         assert any(p in r.getMessage() for r in caplog.records)
 
 
-def test_workers_give_the_same_batches_as_in_process():
-    ds = SyntheticShapes(30, image_size=40, mode="localization", num_classes=5)
-    t = TrainTransform(crop=32, resize=None)
-    ref = list(DataLoader(ds, 7, t, seed=2).batches(1))
-    with DataLoader(ds, 7, t, seed=2, num_workers=2, prefetch=1) as loader:
+@pytest.mark.parametrize("uint8", [False, True])
+@pytest.mark.parametrize("size, batch", [(40, 7), (136, 24)])  # 24x3x128x128 bytes > 1 MiB: slots
+def test_workers_give_the_same_batches_as_in_process(uint8, size, batch):
+    # Float batches and the uint8 ones a GPU run uses (images packed with the labels), through
+    # the pipe and, once a batch passes MIN_SLOT_BYTES, through shared memory.
+    from overfeat_np.data.workers import MIN_SLOT_BYTES
+
+    ds = SyntheticShapes(3 * batch + 2, image_size=size, mode="localization", num_classes=5)
+    t = TrainTransform(crop=size - 8, resize=None, as_uint8=uint8)
+    ref = list(DataLoader(ds, batch, t, seed=2).batches(1))
+    assert ref[0]["x"].dtype == (np.uint8 if uint8 else np.float32)
+    with DataLoader(ds, batch, t, seed=2, num_workers=2, prefetch=1) as loader:
         got = list(loader.batches(1))
         again = list(loader.batches(1, start_batch=2))  # the pool is reused across calls
+        assert bool(loader._workers._slots) == (ref[0]["x"].nbytes >= MIN_SLOT_BYTES)
     assert_batches_equal(ref, got)
     assert_batches_equal(ref[2:], again)
     assert multiprocessing.active_children() == []

@@ -37,7 +37,8 @@ class WorkerDied(RuntimeError):
 def _worker_loop(conn, dataset, transform):
     """Worker process: load the batches asked for on `conn` until told to stop (None) or the
     parent goes away. Task: (seed, epoch, indices, slot); reply: ("ok", batch) or ("error", exc,
-    traceback text). x goes into shared-memory `slot` (name, bytes) when given and it fits."""
+    traceback text). The images (x, or a uint8 transform's packed buffer) go into shared-memory
+    `slot` (name, bytes) when given and they fit."""
     # Ctrl-C reaches the whole process group; only the parent should react, then stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     attached: dict[str, shared_memory.SharedMemory] = {}
@@ -51,18 +52,24 @@ def _worker_loop(conn, dataset, transform):
         seed, epoch, indices, slot = task
         try:
             batch = load_batch(dataset, transform, seed, epoch, indices)
-            x = batch["x"]
+            key = _images_key(batch)
+            x = batch[key]
             if slot is not None and x.nbytes <= slot[1]:
                 shm = attached.get(slot[0])
                 if shm is None:
                     shm = attached[slot[0]] = shared_memory.SharedMemory(name=slot[0])
                 np.ndarray(x.shape, x.dtype, buffer=shm.buf)[...] = x
-                batch["x"] = ("slot", x.shape)
+                batch[key] = ("slot", x.shape, x.dtype.str)
             reply = ("ok", batch)
         except Exception as err:  # noqa: BLE001 -- the parent raises it where the batch is used
             reply = ("error", err, traceback.format_exc())
         if not _send(conn, reply):
             return
+
+
+def _images_key(batch: dict) -> str:
+    # A uint8 transform's batch carries its images packed with the labels (`load_batch`).
+    return "packed" if "packed" in batch else "x"
 
 
 def _send(conn, reply) -> bool:
@@ -176,10 +183,11 @@ class WorkerPool:
             if reply[0] == "error":
                 raise reply[1] from _WorkerTraceback(reply[2])
             batch = reply[1]
-            x = batch["x"]
+            key = _images_key(batch)
+            x = batch[key]
             if isinstance(x, tuple):
-                view = np.ndarray(x[1], np.float32, buffer=self._slots[task.slot].buf)
-                batch["x"] = view.copy()
+                view = np.ndarray(x[1], np.dtype(x[2]), buffer=self._slots[task.slot].buf)
+                batch[key] = view.copy()
                 del view  # a live view would keep the slot from being closed
             elif not self._slots and x.nbytes >= MIN_SLOT_BYTES:
                 self._make_slots(x.nbytes)
