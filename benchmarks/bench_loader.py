@@ -21,7 +21,7 @@ enlarged more than 1.8x), to 1600x1200; saved as JPEG quality 90, alternate ones
 (c) DataLoader over an ImageFolderDataset of the photos, with draft decoding, batch 32, with
     0, 1, 2, ... worker processes; and SyntheticShapes 64x64 (drawn, not decoded) for reference.
 
-Usage: pip install -e ".[bench]"; python benchmarks/bench_loader.py [--images 112]
+Usage: pip install -e ".[bench]"; python benchmarks/bench_loader.py [--images 112] [--sizes 500x375]
        [--workers 0 1 2] [--batch-size 32] [--repeats 3] [--step-ms 0]
 Worker start-up time is reported separately and not counted in the throughput. --step-ms makes
 the consumer sleep that long per batch, standing in for a training step on a GPU.
@@ -178,6 +178,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=112, help="JPEGs per size (a multiple of 14 "
                    "uses every photo both ways round equally)")
+    p.add_argument("--sizes", nargs="+", default=["500x375", "1600x1200"],
+                   help="photo sizes WxH to write and time")
     p.add_argument("--synthetic-images", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
@@ -192,7 +194,7 @@ def main(argv=None):
     transform = TrainTransform(231, resize=256).as_uint8()  # what training's loader runs
     core_rows, loader_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for h, w in ((375, 500), (1200, 1600)):
+        for w, h in (map(int, size.split("x")) for size in args.sizes):
             root = os.path.join(tmp, f"{w}x{h}")
             bpp = write_tree(root, photos, args.images, h, w)
             print(f"wrote {args.images} JPEGs of {w}x{h}, q90, {bpp:.2f} bytes/pixel")
