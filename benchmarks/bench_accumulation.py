@@ -164,6 +164,48 @@ def synthetic(args):
     print_table("synthetic shapes (localization 64-px images; detection 128-px images)", loc, det_rows)
 
 
+def size_and_class(raws, gts, ns):
+    """Per scale: the object's side / the window's side, true and as the regressor predicts it
+    (medians over images; predicted: the true class's windows kept by `merge.keep_strong`), whether
+    the scale's most confident window of the true class has box IoU >= 0.5, and whether the scale's
+    top class (by peak probability) is right."""
+    true_r, pred_r, hit, right = ([[] for _ in range(ns)] for _ in range(4))
+    for p, (lab, gb) in zip(raws, gts):
+        w, b = p.windows.astype(np.float64), p.boxes.astype(np.float64)
+        wside = np.sqrt((w[:, 2] - w[:, 0]) * (w[:, 3] - w[:, 1]))
+        bside = np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+        gside = float(np.sqrt((gb[0, 2] - gb[0, 0]) * (gb[0, 3] - gb[0, 1])))
+        for s in range(ns):
+            at = p.scale_ids == s
+            right[s].append(p.classes[at][np.argmax(p.scores[at])] == lab[0])
+            k = np.flatnonzero(at & (p.classes == lab[0]))
+            if not len(k):
+                continue
+            k = k[p.scores[k] >= 0.5 * p.scores[k].max()]
+            true_r[s].append(gside / wside[k[0]])
+            pred_r[s].append(np.median(bside[k] / wside[k]))
+            best = k[np.argmax(p.scores[k])]
+            hit[s].append(iou(p.boxes[best:best + 1], gb[:1])[0, 0] >= 0.5)
+    med = lambda v: [round(float(np.median(x)), 2) if x else None for x in v]  # noqa: E731
+    share = lambda v: [round(float(np.mean(x)), 2) if x else None for x in v]  # noqa: E731
+    print(f"  object / window side, truth   {med(true_r)}")
+    print(f"  ... as the regressor predicts {med(pred_r)}")
+    print(f"  best true-class window IoU>=.5 {share(hit)}")
+    print(f"  the scale's top class right   {share(right)}")
+
+
+def true_class_guesses(locs, gts) -> str:
+    """How each method's guesses fare: first guess's class right, localized (top-5), and among the
+    guesses of the true class only, the first one and the first five localized."""
+    first = np.mean([lc.classes[0] == g[0][0] for lc, g in zip(locs, gts)])
+    e5 = localization_error([(lc.classes[:5], lc.boxes[:5]) for lc in locs], gts, 5)
+    own = [(lc.classes[lc.classes == g[0][0]], lc.boxes[lc.classes == g[0][0]]) for lc, g in zip(locs, gts)]
+    o1 = localization_error([(c[:1], b[:1]) for c, b in own], gts, 1)
+    o5 = localization_error([(c[:5], b[:5]) for c, b in own], gts, 5)
+    return (f"first guess of the right class {first:.2f}, localized (top-5) {1 - e5:.2f}; true class only: "
+            f"first box {1 - o1:.2f}, first five {1 - o5:.2f}")
+
+
 # --- why the paper's sum loses ------------------------------------------------------------------------
 def diagnose(args):
     """Per scale: locations, share of the summed probability, whether the sum's best class is right,
@@ -173,8 +215,9 @@ def diagnose(args):
     model = load_weights(os.path.join(args.demo, "weights.npz"))
     reg = load_regressor(os.path.join(args.demo, "regressor.npz"), model)
     scales = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    for size, (lo, hi) in LOC_SIZES.items():
-        val = SyntheticShapes(args.images, image_size=64, mode="localization", seed=2000, min_scale=lo, max_scale=hi)
+    for size, (lo, hi) in chosen(LOC_SIZES, args).items():
+        val = SyntheticShapes(args.images, image_size=64, mode="localization", seed=DEV_LOC_SEED, min_scale=lo,
+                              max_scale=hi)
         gts = ground_truth(val)
         raws = [predict_boxes(model, reg, val[i]["image"], scales) for i in range(len(val))]
         ns = len(scales)
@@ -209,6 +252,9 @@ def diagnose(args):
         with np.errstate(all="ignore"):
             print(f"  box IoU, windows seeing >=50% {np.round(np.nanmean(iou_seen, 0), 2)}  (nan: none at that scale)")
             print(f"  box IoU, windows seeing <50%  {np.round(np.nanmean(iou_part, 0), 2)}")
+        size_and_class(raws, gts, ns)
+        for m in METHODS:
+            print(f"  {m:<6} " + true_class_guesses([merge_predictions(p, 50, m) for p in raws], gts))
         for t in (0.25, 0.5, 0.75):
             g = [merge_predictions(p, 5, "paper", t=t) for p in raws]
             print(f"  paper merge t={t}: top-5 error {localization_error([(x.classes, x.boxes) for x in g], gts, 5):.3f}")
