@@ -172,7 +172,8 @@ def test_evaluate_localization_reports_merge_nms_and_centre_box_on_the_seed_1000
 
     val = localization_set(10, 1000, 64, 3)  # the documented evaluation set: --seed 0 + 1000
     err = evaluate_localization(clf, load_regressor(files["regressor"], clf), val, ((72, 72), (88, 88)))
-    assert _numbers_after(out, "greedy merge") == pytest.approx(err["merge"], abs=5e-5)
+    assert _numbers_after(out, "(merge, the default)") == pytest.approx(err["merge"], abs=5e-5)
+    assert _numbers_after(out, "Section 4.3's merge") == pytest.approx(err["paper"], abs=5e-5)
     assert _numbers_after(out, "NMS") == pytest.approx(err["nms"], abs=5e-5)
     assert _numbers_after(out, "true class") == pytest.approx(centre_box_error(val), abs=5e-5)
     assert main([*argv, "--limit", "4"]) == 0
