@@ -131,21 +131,11 @@ def bench_fast(batch: int, reps: int):
         _, d = softmax_cross_entropy(logits, labels)
         model.backward(d, cache)
 
-    operands = []
-    for _, gemms in _gemm_shapes(model, batch):
-        for a_shape, b_shape, tb in gemms:
-            a = rng.standard_normal(a_shape, dtype=np.float32)
-            b = rng.standard_normal(b_shape, dtype=np.float32)
-            operands.append((a, b.T if tb else b))
-
-    def gemms():
-        for a, b in operands:
-            a @ b
-
+    gemms = _bare_gemms(model, batch, rng)
     t_model, t_gemm = _interleaved_times([step, gemms], reps)
-    macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands)
+    macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in gemms.operands)
     print(f"fast model, batch {batch}, forward+backward: {1e3 * t_model:.0f} ms "
-          f"(best of {reps}); its {len(operands)} bare GEMMs: {1e3 * t_gemm:.0f} ms "
+          f"(best of {reps}); its {len(gemms.operands)} bare GEMMs: {1e3 * t_gemm:.0f} ms "
           f"({2 * macs / t_gemm / 1e9:.0f} GFLOP/s); ratio {t_model / t_gemm:.2f}")
 
 
@@ -206,7 +196,8 @@ def _small_setup(batch: int):
 
 
 def _bare_gemms(model, batch: int, rng):
-    """A function running the bare GEMMs of one training step of `model` (same shapes, layouts)."""
+    """A function running the bare GEMMs of one training step of `model` (same shapes, layouts);
+    its `operands` attribute lists the (a, b) pairs it multiplies."""
     operands = []
     for _, gemms in _gemm_shapes(model, batch):
         for a_shape, b_shape, tb in gemms:
@@ -218,6 +209,7 @@ def _bare_gemms(model, batch: int, rng):
         for a, b in operands:
             a @ b
 
+    gemms.operands = operands
     return gemms
 
 
