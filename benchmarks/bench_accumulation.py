@@ -284,7 +284,9 @@ def main(argv=None):
             diagnose(args)
         elif args.digits:
             from bench_accumulation_digits import digits
-            digits(args, localization_rows, detection_rows, print_table)
+            seeds = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+            digits(args, chosen(LOC_SIZES, args), chosen(DET_SIZES, args), seeds,
+                   localization_rows, detection_rows, print_table)
         else:
             synthetic(args)
     print(f"\n{time.perf_counter() - t0:.0f} s")

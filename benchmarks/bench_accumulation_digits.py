@@ -119,12 +119,13 @@ def _cover(a, b):
     return float(iw * ih / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])))
 
 
-def digits(args, localization_rows, detection_rows, print_table):
-    from bench_accumulation import DET_SEED, DET_SIZES, DEV_DET_SEED, DEV_LOC_SEED, LOC_SEED, LOC_SIZES, chosen
-
+def digits(args, loc_sizes, det_sizes, seeds, localization_rows, detection_rows, print_table):
+    """The digits rows of the table. loc_sizes / det_sizes: {name: (lo, hi)} object sizes to run;
+    seeds: the (localization, detection) evaluation seeds; the row and table functions are
+    bench_accumulation's (passed in, so this module does not import it back)."""
     model, reg, det, dreg = _models(args.cache)
 
-    loc_seed, det_seed = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+    loc_seed, det_seed = seeds
     evaluation = (loc_seed, det_seed)  # unseen scans; training images and guided scales use the training scans
 
     def loc_set(n, seed, lo, hi):
@@ -134,8 +135,8 @@ def digits(args, localization_rows, detection_rows, print_table):
         return DigitScenes(n, 128, "detection", seed, lo, hi, "test" if seed in evaluation else "train")
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    loc = localization_rows(model, reg, loc_set, chosen(LOC_SIZES, args), args.images, "1,2,4,6", fixed, loc_seed)
-    det_rows = detection_rows(det, dreg, det_set, chosen(DET_SIZES, args), args.images, "default",
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed)
+    det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default",
                               detection_scales(det.config), list(range(10)), det_seed)
     print_table("handwritten digits (scikit-learn) on photos (scikit-image)", loc, det_rows)
 
