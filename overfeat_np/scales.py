@@ -19,6 +19,8 @@ otherwise Table 5's rule.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .grid import output_stride
 from .models import accurate_config, fast_config
 
@@ -151,8 +153,6 @@ def object_scale_warnings(config, scales, object_sizes, image_hw) -> list:
 def object_size_range(boxes, low: float = 5, high: float = 95) -> tuple:
     """(min, max) object side in pixels from ground-truth boxes (M, 4): the low and high
     percentiles of sqrt(width x height), e.g. from a few training images' boxes."""
-    import numpy as np
-
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     side = np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
     side = side[side > 0]
@@ -170,12 +170,8 @@ def relative_object_sizes(samples, low: float = 5, high: float = 95) -> tuple:
     (`object_size_range`). Multiply by a new image's sqrt(H x W) to get pixels for
     `scales_for_objects` (`object_sizes_for`).
     """
-    import numpy as np
-
-    rel = []
-    for s in samples:
-        h, w = s["image"].shape[:2]
-        rel.append(np.asarray(s["boxes"], np.float64).reshape(-1, 4) / np.sqrt(float(h) * float(w)))
+    rel = [np.asarray(s["boxes"], np.float64).reshape(-1, 4) / _image_side(s["image"].shape[:2])
+           for s in samples]
     if not rel:
         raise ValueError("relative_object_sizes: no samples")
     return object_size_range(np.concatenate(rel), low, high)
@@ -183,5 +179,10 @@ def relative_object_sizes(samples, low: float = 5, high: float = 95) -> tuple:
 
 def object_sizes_for(fractions, image_hw) -> tuple:
     """(min, max) pixels in an image of image_hw (H, W) from `relative_object_sizes` fractions."""
-    side = (float(image_hw[0]) * float(image_hw[1])) ** 0.5
+    side = _image_side(image_hw)
     return float(fractions[0]) * side, float(fractions[1]) * side
+
+
+def _image_side(image_hw) -> float:
+    # An image's side for object fractions: sqrt(H x W), as a box's side is sqrt(w x h).
+    return float(np.sqrt(float(image_hw[0]) * float(image_hw[1])))
