@@ -133,6 +133,11 @@ def print_table(title, loc, det):
         print(f"| {size} | {scales} | {' | '.join(e)} | {' | '.join(a)} | {d} |")
 
 
+def evaluation_seeds(args) -> tuple:
+    """(localization, detection) seeds of the evaluation images: development ones with --dev."""
+    return (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+
+
 def chosen(sizes, args) -> dict:
     """The object sizes named by --sizes (all by default)."""
     names = args.sizes.split(",") if args.sizes else list(sizes)
@@ -157,7 +162,7 @@ def synthetic(args):
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
     loc_sizes, det_sizes = chosen(LOC_SIZES, args), chosen(DET_SIZES, args)
-    loc_seed, det_seed = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
+    loc_seed, det_seed = evaluation_seeds(args)
     loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed)
     det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
                               list(range(model.config.num_classes)), det_seed)
@@ -284,8 +289,7 @@ def main(argv=None):
             diagnose(args)
         elif args.digits:
             from bench_accumulation_digits import digits
-            seeds = (DEV_LOC_SEED, DEV_DET_SEED) if args.dev else (LOC_SEED, DET_SEED)
-            digits(args, chosen(LOC_SIZES, args), chosen(DET_SIZES, args), seeds,
+            digits(args, chosen(LOC_SIZES, args), chosen(DET_SIZES, args), evaluation_seeds(args),
                    localization_rows, detection_rows, print_table)
         else:
             synthetic(args)
