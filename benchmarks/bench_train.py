@@ -275,17 +275,6 @@ def _count_numpy_calls(batch: int) -> collections.Counter:
     return _Counted.calls
 
 
-def _median_time(fn, reps: int, steps: int) -> float:
-    """Median over `reps` rounds of the mean time of `steps` calls of fn (after one warm-up round)."""
-    times = []
-    for _ in range(reps + 1):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        times.append((time.perf_counter() - t0) / steps)
-    return float(np.median(times[1:]))
-
-
 def small_breakdown(batch: int, reps: int, steps: int):
     """(4): the small model's step, its bare GEMMs and where the rest goes (module docstring).
 
