@@ -107,7 +107,6 @@ def _route(grad, ref, candidates, dst, dst_slices, overlap: bool):
     (`out=`): the pass is memory-bound and temporaries cost."""
     xp = get_array_module(grad)
     hit = xp.empty_like(ref, dtype=bool)  # the memory order of ref: no strided mixing
-    taken = None
     last = len(candidates) - 1
     for t, (cand, sl) in enumerate(zip(candidates, dst_slices)):
         if t == last and t > 0 and not overlap:
@@ -118,8 +117,10 @@ def _route(grad, ref, candidates, dst, dst_slices, overlap: bool):
                 xp.subtract(dst[sl], dst[dst_slices[u]], out=dst[sl])
             return
         xp.equal(cand, ref, out=hit)
-        if taken is None:
-            taken = hit.copy()
+        if t == 0:
+            # Which maxima are claimed matters from a third candidate on, or where windows overlap
+            # (2x2 pooling with stride 2 never asks: a copy of the mask saved).
+            taken = hit.copy() if overlap or last > 1 else None
         else:
             xp.greater(hit, taken, out=hit)  # bools: hit > taken is "a max, and not yet claimed"
             taken |= hit
