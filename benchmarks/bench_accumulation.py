@@ -191,8 +191,8 @@ def size_and_class(raws, gts, ns):
             pred_r[s].append(np.median(bside[k] / wside[k]))
             best = k[np.argmax(p.scores[k])]
             hit[s].append(iou(p.boxes[best:best + 1], gb[:1])[0, 0] >= 0.5)
-    med = lambda v: [round(float(np.median(x)), 2) if x else None for x in v]  # noqa: E731
-    share = lambda v: [round(float(np.mean(x)), 2) if x else None for x in v]  # noqa: E731
+    med = lambda v: [round(float(np.median(x)), 2) if x else None for x in v]
+    share = lambda v: [round(float(np.mean(x)), 2) if x else None for x in v]
     print(f"  object / window side, truth   {med(true_r)}")
     print(f"  ... as the regressor predicts {med(pred_r)}")
     print(f"  best true-class window IoU>=.5 {share(hit)}")

@@ -47,8 +47,9 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
 
 def pil_build() -> str:
     """Which PIL decodes and resamples: Pillow, or the SIMD build pillow-simd (same API)."""
-    import PIL
     from importlib import metadata
+
+    import PIL
 
     try:
         metadata.version("pillow-simd")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from ..demo import run_demo
+from ..localize import METHODS
+from .options import method_errors
 from .registry import command
 
 
@@ -21,8 +23,8 @@ def cmd_demo(args):
     print(f"demo finished in {s['seconds']:.0f} s; outputs in {s['out_dir']}")
     print(f"  classification: validation top-1 {c['val_top1']:.3f}, top-5 {c['val_top5']:.3f} on "
           f"{c['val_images']} held-out images ({len(c['classes'])} classes, chance {1 / len(c['classes']):.3f})")
-    print(f"  localization:   error (top-5, IoU >= 0.5) accumulation (merge, the default) {loc['error_merge']:.3f}, "
-          f"Section 4.3's merge {loc['error_paper']:.3f}, NMS {loc['error_nms']:.3f}, "
+    errors = {m: loc[f"error_{m}"] for m in METHODS}
+    print(f"  localization:   error (top-5, IoU >= 0.5) {method_errors(errors, 3)}, "
           f"centre box {loc['error_centre_box']:.3f} on {loc['val_images']} images")
     print(f"  detection:      mAP {det['mAP']:.3f} (classifier alone {det['mAP_classifier_only']:.3f}) on "
           f"{det['test_images']} images")

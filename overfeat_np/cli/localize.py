@@ -47,6 +47,7 @@ from .options import (
     add_stride,
     image_folder,
     load_model,
+    method_errors,
     positive_float,
     positive_int,
     read_images,
@@ -259,9 +260,7 @@ def run_evaluate_localization(args) -> int:
     scales = localization_scales(args, model.config, val[0]["image"].shape[:2])
     err = evaluate_localization(model, reg, val, scales, t=args.t, fine_stride=args.fine_stride)
     print(f"{len(val)} images at scales {[tuple(s) for s in scales]}: localization error (top-5, IoU >= 0.5) "
-          f"accumulation (merge, the default) {err['merge']:.4f}, Section 4.3's merge {err['paper']:.4f}, "
-          f"NMS {err['nms']:.4f}; "
-          f"centre box with the true class {centre_box_error(val):.4f}")
+          f"{method_errors(err, 4)}; centre box with the true class {centre_box_error(val):.4f}")
     report_boxes(val)
     return 0
 

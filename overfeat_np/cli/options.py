@@ -17,6 +17,7 @@ from ..backend import BACKENDS
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import EvalTransform, ImageFolderDataset, classification_sets, load_rgb, make_sample
 from ..data.folders import OUTSIDE_BOXES
+from ..localize import METHODS
 from ..scales import parse_scales
 from ..serialization import load_weights
 from ..train import RESIZE_RATIO, default_transforms
@@ -230,3 +231,12 @@ def report_boxes(*datasets):
         if counts and counts["outside"]:
             print(f"{data.root} ({data.split}): {data.box_report()}")
 
+
+
+_METHOD_NAMES = {"merge": "accumulation (merge, the default)", "paper": "Section 4.3's merge", "nms": "NMS"}
+
+
+def method_errors(errors: dict, digits: int) -> str:
+    """One localization error per accumulation method ({method: error}, `localize.METHODS`), named
+    as the README's tables name them: "accumulation (merge, the default) 0.12, ..., NMS 0.12"."""
+    return ", ".join(f"{_METHOD_NAMES[m]} {errors[m]:.{digits}f}" for m in METHODS)
