@@ -232,7 +232,6 @@ def report_boxes(*datasets):
             print(f"{data.root} ({data.split}): {data.box_report()}")
 
 
-
 _METHOD_NAMES = {"merge": "accumulation (merge, the default)", "paper": "Section 4.3's merge", "nms": "NMS"}
 
 
