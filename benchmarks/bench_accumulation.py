@@ -36,16 +36,9 @@ from threadpoolctl import threadpool_limits
 from overfeat_np.boxes import iou
 from overfeat_np.data import SyntheticShapes
 from overfeat_np.detect import DETECT_METHODS, detection_candidates, merge_candidates
-from overfeat_np.localize import (
-    METHODS,
-    ground_truth,
-    merge_predictions,
-    predict_boxes,
-    train_regressor,
-    window_samples,
-)
+from overfeat_np.localize import METHODS, ground_truth, merge_predictions, predict_boxes
 from overfeat_np.metrics import Detections, localization_error, mean_average_precision
-from overfeat_np.regressor import build_regressor, load_regressor, window_overlap
+from overfeat_np.regressor import load_regressor, window_overlap
 from overfeat_np.scales import (
     detection_scales,
     object_size_range,
@@ -158,21 +151,17 @@ def chosen(sizes, args) -> dict:
 
 # --- synthetic shapes ---------------------------------------------------------------------------------
 def wider_regressor(model, min_object: float):
-    """A localization regressor trained as the demo trains its own (same images, scales, epochs),
-    plus 200 images whose objects are min_object-0.3 of the image side: the small objects the
-    demo's regressor never saw (README, "Where the default still loses")."""
+    """A localization regressor trained as the demo trains its own (`demo.fit_regressor`: same
+    images, scales, epochs), plus 200 images whose objects are min_object-0.3 of the image side:
+    the small objects the demo's regressor never saw (README, "Where the default still loses")."""
     from overfeat_np.data import localization_set
-    from overfeat_np.demo import LOC_SCALES
+    from overfeat_np.demo import fit_regressor
 
-    n = model.config.num_classes
-    demo = localization_set(200, 3, model.config.input_size, n)
-    small = SyntheticShapes(200, image_size=model.config.input_size, mode="localization", num_classes=n, seed=4,
-                            min_scale=min_object, max_scale=0.3, cache=True)
-    images = [demo[i] for i in range(len(demo))] + [small[i] for i in range(len(small))]
-    reg = build_regressor(model)
-    train_regressor(model, reg, windows=window_samples(model, images, LOC_SCALES), epochs=20, lr=0.01,
-                    batch_size=128)
-    return reg
+    n, size = model.config.num_classes, model.config.input_size
+    demo = localization_set(200, 3, size, n)
+    small = SyntheticShapes(200, image_size=size, mode="localization", num_classes=n, seed=4, min_scale=min_object,
+                            max_scale=0.3, cache=True)
+    return fit_regressor(model, [demo[i] for i in range(len(demo))] + [small[i] for i in range(len(small))])[0]
 
 
 def synthetic(args):

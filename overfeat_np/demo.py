@@ -126,18 +126,29 @@ def classification_demo(run: DemoRun):
     return history
 
 
+def fit_regressor(model, images, quick: bool = False) -> tuple:
+    """The demo's box regressor recipe on `images` (samples with boxes, e.g. `localization_set`):
+    its scales, epochs and step size. Returns (regressor, RegressorHistory, number of windows)."""
+    from .localize import train_regressor, window_samples
+    from .regressor import build_regressor
+
+    s = _settings(quick)
+    windows = window_samples(model, images, s["loc_scales"])
+    reg = build_regressor(model)
+    hist = train_regressor(model, reg, windows=windows, epochs=s["loc_epochs"], lr=0.01, batch_size=128)
+    return reg, hist, len(windows)
+
+
 def localization_demo(run: DemoRun):
     """Section 4: a regressor on the frozen classifier; error of the default accumulation ("merge"),
     Section 4.3's greedy merge ("paper") and NMS vs a centre box."""
-    from .localize import centre_box_error, evaluate_localization, train_regressor, window_samples
-    from .regressor import build_regressor, save_regressor
+    from .localize import centre_box_error, evaluate_localization
+    from .regressor import save_regressor
 
     s, model = _settings(run.quick), run.classifier
     t0 = time.perf_counter()
     n_cls = model.config.num_classes
-    windows = window_samples(model, localization_set(s["loc_images"], 3, INPUT_SIZE, n_cls), s["loc_scales"])
-    reg = build_regressor(model)
-    hist = train_regressor(model, reg, windows=windows, epochs=s["loc_epochs"], lr=0.01, batch_size=128)
+    reg, hist, n_windows = fit_regressor(model, localization_set(s["loc_images"], 3, INPUT_SIZE, n_cls), run.quick)
     save_regressor(reg, run.path("regressor.npz"))
     val = localization_set(s["loc_val"], EVAL_SEED, INPUT_SIZE, n_cls)
     err = evaluate_localization(model, reg, val, s["loc_scales"])  # top-5 guesses, IoU >= 0.5 (ILSVRC)
@@ -145,7 +156,7 @@ def localization_demo(run: DemoRun):
     run.summary["localization"] = {
         "error_merge": float(err["merge"]), "error_paper": float(err["paper"]), "error_nms": float(err["nms"]),
         "error_centre_box": float(centre_box_error(val)),
-        "val_images": len(val), "train_images": s["loc_images"], "windows": len(windows),
+        "val_images": len(val), "train_images": s["loc_images"], "windows": n_windows,
         "scales": [list(hw) for hw in s["loc_scales"]], "loss": [float(hist.losses[0]), float(hist.losses[-1])],
         "seconds": round(time.perf_counter() - t0, 1),
     }
