@@ -115,7 +115,7 @@ def _passes(d, min_score) -> bool:
     return d.score >= (min_score.get(d.cls, float("inf")) if isinstance(min_score, dict) else min_score)
 
 
-METHOD_LABELS = {"merge": "accumulation (merge)", "paper": "Section 4.3 merge", "nms": "NMS"}
+METHOD_LABELS = {"merge": "accumulation (merge)", "paper": "Section 4.3's merge", "nms": "NMS"}
 """How pictures and printouts name each box accumulation (`localize.METHODS`): the default is not
 Section 4.3's greedy merge, so it is never called that."""
 

@@ -20,6 +20,7 @@ from ..data.folders import OUTSIDE_BOXES
 from ..localize import METHODS
 from ..scales import parse_scales
 from ..serialization import load_weights
+from ..showcase import METHOD_LABELS
 from ..train import RESIZE_RATIO, default_transforms
 from ..weights import load_official
 from .registry import CLIError, UsageError
@@ -232,7 +233,8 @@ def report_boxes(*datasets):
             print(f"{data.root} ({data.split}): {data.box_report()}")
 
 
-_METHOD_NAMES = {"merge": "accumulation (merge, the default)", "paper": "Section 4.3's merge", "nms": "NMS"}
+# The pictures' names (`showcase.METHOD_LABELS`), the default said to be one in printouts.
+_METHOD_NAMES = {**METHOD_LABELS, "merge": "accumulation (merge, the default)"}
 
 
 def method_errors(errors: dict, digits: int) -> str:
