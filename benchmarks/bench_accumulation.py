@@ -9,8 +9,10 @@ and detection mAP, at several object sizes and two scale sets.
                                                                 #   load_digits) on scikit-image photos
     python benchmarks/bench_accumulation.py --demo runs/demo --dev --sizes small --images 30   # quick,
                                                                 #   development images only
-    python benchmarks/bench_accumulation.py --demo runs/demo --regressor-min-object 0.08   # with a
-                                                                #   regressor that also saw small objects
+    python benchmarks/bench_accumulation.py --demo runs/demo --dev --area-powers 1,0.5,0   # choose
+                                                                #   merge.DEFAULT_AREA_POWER (dev images)
+    python benchmarks/bench_accumulation.py --demo runs/demo --narrow-regressor   # the regressor
+                                                                #   before small objects joined its set
 
 Held out: evaluation images use seeds the models and the method choice never saw (localization
 5000, detection 6000; the method was chosen on seed 2000). Object sizes are fractions of the
@@ -60,19 +62,28 @@ def guided(config, train_set, n=20):
     return scales_for_objects(config, object_size_range(boxes), train_set[0]["image"].shape[:2])
 
 
-def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED):
-    """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]."""
+def variants(methods, powers=()) -> list:
+    """[(name, method, area power or None)]: the methods, then "merge^P" for each power P."""
+    return [(m, m, None) for m in methods] + [(f"merge^{p:g}", "merge", p) for p in powers]
+
+
+def _power(p) -> dict:
+    return {} if p is None else {"area_power": p}
+
+
+def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED, powers=()):
+    """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]; powers: `variants`."""
     rows = []
     for size, (lo, hi) in sizes.items():
         val = make_set(n, seed, lo, hi)
         gts = ground_truth(val)
         for set_name, scales in ((fixed_name, fixed), ("guided", guided(model.config, make_set(20, TRAIN_SEED, lo, hi)))):
-            preds = {m: [] for m in METHODS}
+            preds = {name: [] for name, _, _ in variants(METHODS, powers)}
             for i in range(len(val)):
                 raw = predict_boxes(model, reg, val[i]["image"], scales)
-                for m in METHODS:
-                    loc = merge_predictions(raw, 5, m)
-                    preds[m].append((loc.classes, loc.boxes))
+                for name, m, p in variants(METHODS, powers):
+                    loc = merge_predictions(raw, 5, m, **_power(p))
+                    preds[name].append((loc.classes, loc.boxes))
             err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
             rows.append((size, set_name, scales, err))
             print(f"  localization {size:<8} {set_name:<8} " + "  ".join(
@@ -92,18 +103,18 @@ def duplicates(per_image, gts, iou_min=0.5) -> tuple:
     return dup, total
 
 
-def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, seed=DET_SEED):
-    """[(size, scale set, scales, {method: (mAP, duplicates, objects)})]."""
+def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, seed=DET_SEED, powers=()):
+    """[(size, scale set, scales, {method: (mAP, duplicates, objects)})]; powers: `variants`."""
     rows = []
     for size, (lo, hi) in sizes.items():
         test = make_set(n, seed, lo, hi)
         gts = [(np.asarray(test[i]["box_labels"]), np.asarray(test[i]["boxes"], np.float32)) for i in range(n)]
         for set_name, scales in ((fixed_name, fixed), ("guided", guided(det.config, make_set(20, TRAIN_SEED, lo, hi)))):
-            per = {m: [] for m in DETECT_METHODS}
+            per = {name: [] for name, _, _ in variants(DETECT_METHODS, powers)}
             for i in range(n):
                 cand = detection_candidates(det, reg, test[i]["image"], scales, 0.5)
-                for m in DETECT_METHODS:
-                    per[m].append(merge_candidates(cand, m) if len(cand.boxes) else
+                for name, m, p in variants(DETECT_METHODS, powers):
+                    per[name].append(merge_candidates(cand, m, **_power(p)) if len(cand.boxes) else
                                   (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
             res = {}
             for m, p in per.items():
@@ -150,26 +161,24 @@ def chosen(sizes, args) -> dict:
 
 
 # --- synthetic shapes ---------------------------------------------------------------------------------
-def wider_regressor(model, min_object: float):
-    """A localization regressor trained as the demo trains its own (`demo.fit_regressor`: same
-    images, scales, epochs), plus 200 images whose objects are min_object-0.3 of the image side:
-    the small objects the demo's regressor never saw (README, "Where the default still loses")."""
+def narrow_regressor(model):
+    """The localization regressor as the demo trained it before small objects joined its training
+    set: `data.localization_set` only (objects of 20-80% of the window), 20 epochs, the demo's
+    scales and step size (README, "Where the default lost, and why")."""
     from overfeat_np.data import localization_set
-    from overfeat_np.demo import fit_regressor
+    from overfeat_np.demo import LOC_SCALES
+    from overfeat_np.localize import train_regressor
+    from overfeat_np.regressor import build_regressor
 
-    n, size = model.config.num_classes, model.config.input_size
-    demo = localization_set(200, 3, size, n)
-    small = SyntheticShapes(200, image_size=size, mode="localization", num_classes=n, seed=4, min_scale=min_object,
-                            max_scale=0.3, cache=True)
-    return fit_regressor(model, [demo[i] for i in range(len(demo))] + [small[i] for i in range(len(small))])[0]
+    reg = build_regressor(model)
+    images = localization_set(200, 3, model.config.input_size, model.config.num_classes)
+    train_regressor(model, reg, images, LOC_SCALES, epochs=20, lr=0.01, batch_size=128)
+    return reg
 
 
 def synthetic(args):
     model = load_weights(os.path.join(args.demo, "weights.npz"))
-    if args.regressor_min_object is None:
-        reg = load_regressor(os.path.join(args.demo, "regressor.npz"), model)
-    else:
-        reg = wider_regressor(model, args.regressor_min_object)
+    reg = narrow_regressor(model) if args.narrow_regressor else load_regressor(os.path.join(args.demo, "regressor.npz"), model)
     det = load_weights(os.path.join(args.demo, "detector.npz"))
     dreg = load_regressor(os.path.join(args.demo, "detector_regressor.npz"), det)
 
@@ -182,9 +191,9 @@ def synthetic(args):
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
     loc_sizes, det_sizes = chosen(LOC_SIZES, args), chosen(DET_SIZES, args)
     loc_seed, det_seed = evaluation_seeds(args)
-    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed)
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers)
     det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
-                              list(range(model.config.num_classes)), det_seed)
+                              list(range(model.config.num_classes)), det_seed, args.area_powers)
     print_table("synthetic shapes (localization 64-px images; detection 128-px images)", loc, det_rows)
 
 
@@ -301,9 +310,12 @@ def main(argv=None):
                          "choose methods here, report the held-out table")
     ap.add_argument("--sizes", help="only these object sizes, e.g. small or small,large (default: all three); "
                                     "with --images 30 --dev a row takes about a minute")
-    ap.add_argument("--regressor-min-object", type=float, metavar="F",
-                    help="synthetic localization with a regressor trained here as the demo's, plus 200 images of "
-                         "objects F-0.3 of the image side (e.g. 0.08), instead of the demo's regressor.npz")
+    ap.add_argument("--narrow-regressor", action="store_true",
+                    help="synthetic localization with a regressor trained here as the demo's was before small "
+                         "objects joined its training set (objects of 20-80%% of the window only), not regressor.npz")
+    ap.add_argument("--area-powers", type=lambda v: tuple(float(x) for x in v.split(",")), default=(),
+                    metavar="P,P", help="also print the default accumulation with these vote-weight powers "
+                                        "(merge.DEFAULT_AREA_POWER; 1 = area weight, 0 = one vote per window)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     with threadpool_limits(1):

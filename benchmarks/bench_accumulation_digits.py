@@ -18,8 +18,9 @@ import typing
 import numpy as np
 from PIL import Image
 
-from overfeat_np.data import make_sample
+from overfeat_np.data import SMALL_OBJECTS, Joined, make_sample
 from overfeat_np.data.transforms import EvalTransform, TrainTransform
+from overfeat_np.demo import LOC_SCALES
 from overfeat_np.detect_train import DetectorTrainConfig, make_detector, train_detector
 from overfeat_np.localize import train_regressor, window_samples
 from overfeat_np.regressor import build_regressor, load_regressor, save_regressor
@@ -135,9 +136,9 @@ def digits(args, loc_sizes, det_sizes, seeds, localization_rows, detection_rows,
         return DigitScenes(n, 128, "detection", seed, lo, hi, "test" if seed in evaluation else "train")
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed)
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers)
     det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default",
-                              detection_scales(det.config), list(range(10)), det_seed)
+                              detection_scales(det.config), list(range(10)), det_seed, args.area_powers)
     print_table("handwritten digits (scikit-learn) on photos (scikit-image)", loc, det_rows)
 
 
@@ -154,15 +155,19 @@ def _models(cache):
     tf = (TrainTransform(crop=64, resize=None, flip=False), EvalTransform(crop=64, resize=None))
     model = train(cfg, clf_set, transforms=tf).model
     print(f"classifier trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    loc_scales = ((72, 72), (88, 88), (104, 104), (136, 136))  # as the demo's regressor
+    # the regressors as the demo's: their training images plus as many with small objects
+    # (`data.SMALL_OBJECTS`, `data.regressor_set`), the localization one for 60 epochs
     reg = build_regressor(model)
-    ws = window_samples(model, DigitScenes(300, 64, "localization", 3, 0.2, 0.8), loc_scales)
-    train_regressor(model, reg, windows=ws, epochs=20, lr=0.01, batch_size=128)
+    small = DigitScenes(300, 64, "localization", 4, *SMALL_OBJECTS["localization"])
+    ws = window_samples(model, Joined(DigitScenes(300, 64, "localization", 3, 0.2, 0.8), small), LOC_SCALES)
+    train_regressor(model, reg, windows=ws, epochs=60, lr=0.01, batch_size=128)
     det_train = DigitScenes(400, 128, "detection", 10, 0.2, 0.45)
     det = make_detector(model)
     train_detector(det, det_train, DetectorTrainConfig(steps=400, batch_size=8, lr=0.03, flip=False))
     dreg = build_regressor(det)
-    train_regressor(det, dreg, det_train, detector_train_scales(det.config), epochs=10, fine_stride=False)
+    det_small = DigitScenes(400, 128, "detection", 11, *SMALL_OBJECTS["detection"])
+    train_regressor(det, dreg, Joined(det_train, det_small), detector_train_scales(det.config), epochs=10,
+                    fine_stride=False)
     print(f"models trained in {time.perf_counter() - t0:.0f} s", flush=True)
     if cache:
         os.makedirs(cache, exist_ok=True)

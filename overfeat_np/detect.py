@@ -11,9 +11,9 @@ is the classifier with one more output, background (the last index; training in
    window when there is no regressor, mapped back to the original image;
 3. the candidates of all scales are accumulated class by class (`DETECT_METHODS`): by default
    `merge.accumulate` (a detection's score adds up the probabilities of its windows, each
-   weighted by its window's area in the image relative to the coarsest scale's, so a scale
-   weighs the image area it covers rather than its location count, and same-class fragments
-   of one object are folded into one box); "paper" is Section 4.3's
+   weighted by its window's area in the image relative to the coarsest scale's, raised to
+   `merge.DEFAULT_AREA_POWER`, so a scale's vote grows far less than its location count, and
+   same-class fragments of one object are folded into one box); "paper" is Section 4.3's
    `merge.greedy_merge` (score = the plain sum of the member probabilities); "nms" keeps each
    overlapping group's best window. Coherent boxes reinforce each other, an isolated false
    positive stays weak.
@@ -33,7 +33,14 @@ import numpy as np
 from .backend import to_numpy
 from .dense import dense_passes, fully_convolutional
 from .losses import softmax
-from .merge import DEFAULT_MERGE_T, accumulate, batched_nms, greedy_merge
+from .merge import (
+    DEFAULT_AREA_POWER,
+    DEFAULT_MERGE_T,
+    accumulate,
+    batched_nms,
+    greedy_merge,
+    scale_weights,
+)
 from .metrics import Detections, mean_average_precision, precision_recall_curve
 from .models import OverFeat
 from .regressor import check_compatible, location_boxes
@@ -91,8 +98,7 @@ class Candidates(NamedTuple):
 
 def _candidates(parts, scales) -> Candidates:
     """[(scale id, boxes (n, 4), scores (n,), classes (n,))] -> Candidates for `scales` (H, W)."""
-    area = np.array([1.0 / (h * w) for h, w in scales])  # a window's image area goes as 1 / (H_s W_s)
-    weights = area / area.max()
+    weights = scale_weights(scales, power=1.0)
     if not parts:
         return Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
                           np.zeros(0, np.int64), weights)
@@ -103,10 +109,14 @@ def _candidates(parts, scales) -> Candidates:
 
 
 def merge_candidates(cand: Candidates, method: str = "merge", t: float = DEFAULT_MERGE_T,
-                     iou_threshold: float = NMS_IOU):
-    """Candidates -> (boxes (K, 4), scores (K,), classes (K,)), best first, by `method`."""
+                     iou_threshold: float = NMS_IOU, area_power: float = DEFAULT_AREA_POWER):
+    """Candidates -> (boxes (K, 4), scores (K,), classes (K,)), best first, by `method`.
+
+    "merge" weights each window's vote by its scale's relative window area ** area_power
+    (`merge.window_weights`)."""
     if method == "merge":
-        return accumulate(cand.boxes, cand.scores, cand.classes, cand.scale_ids, cand.weights[cand.scale_ids], t)
+        return accumulate(cand.boxes, cand.scores, cand.classes, cand.scale_ids,
+                          cand.weights[cand.scale_ids] ** float(area_power), t)
     if method == "paper":
         return greedy_merge(cand.boxes, cand.scores, cand.classes, t=t)
     if method == "nms":

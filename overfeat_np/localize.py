@@ -16,8 +16,9 @@ Prediction (Section 4.3 steps a-c, `predict_boxes`): at every scale the classifi
 regressor read the same unpooled maps; the top-k classes by spatial maximum of the softmax map
 (a) each get the box of every location (b), scored by that location's class probability, and
 the boxes of all scales are pooled (c). `localize` then selects (`METHODS`): "merge", the
-package's accumulation (`merge.accumulate`: votes weighted by the image area a location
-stands for, weak windows dropped, confidence-weighted boxes), "paper", Section 4.3's greedy merge exactly
+package's accumulation (`merge.accumulate`: votes weighted by (the image area a location
+stands for) ** `merge.DEFAULT_AREA_POWER`, weak windows dropped, confidence-weighted boxes),
+"paper", Section 4.3's greedy merge exactly
 (d, `merge.greedy_merge`: the plain sum of window probabilities), or "nms", the baseline.
 benchmarks/bench_accumulation.py measures the three; the README's "Greedy merge vs NMS" has
 the table.
@@ -36,7 +37,14 @@ from .boxes import clip_boxes, iou
 from .dense import dense_passes, fully_convolutional, infer, offset_pool
 from .grid import dense_grid
 from .losses import softmax
-from .merge import DEFAULT_MERGE_T, accumulate, batched_nms, greedy_merge, window_weights
+from .merge import (
+    DEFAULT_AREA_POWER,
+    DEFAULT_MERGE_T,
+    accumulate,
+    batched_nms,
+    greedy_merge,
+    window_weights,
+)
 from .metrics import localization_error
 from .multiscale import top_k as top_classes
 from .optim import SGD
@@ -416,18 +424,18 @@ def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fi
 
 
 def merge_predictions(pred: BoxPredictions, k: int = 5, method: str = "merge", t: float = DEFAULT_MERGE_T,
-                      iou_threshold: float = NMS_IOU) -> Localization:
+                      iou_threshold: float = NMS_IOU, area_power: float = DEFAULT_AREA_POWER) -> Localization:
     """The k best (class, box, confidence) from raw predictions, by `method` (one of `METHODS`).
 
-    "merge": `merge.accumulate`, each window's vote weighted by its area in the image
-    (`merge.window_weights`), without its duplicate suppression: the k guesses are for one object,
+    "merge": `merge.accumulate`, each window's vote weighted by its relative area in the image
+    ** area_power (`merge.window_weights`), without its duplicate suppression: the k guesses are for one object,
     and a second box of the right class is a second chance (suppressing at IoU > 0.5 cost 2 of 60
     development images); "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms":
     `merge.batched_nms` with iou_threshold.
     """
     if method == "merge":
         boxes, conf, classes = accumulate(pred.boxes, pred.scores, pred.classes, pred.scale_ids,
-                                          window_weights(pred.windows), t, dedupe_iou=None)
+                                          window_weights(pred.windows, area_power), t, dedupe_iou=None)
     elif method == "paper":
         boxes, conf, classes = greedy_merge(pred.boxes, pred.scores, pred.classes, t)
     elif method == "nms":

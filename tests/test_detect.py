@@ -29,7 +29,7 @@ from overfeat_np.detect_train import (
     train_detector,
 )
 from overfeat_np.grid import output_windows
-from overfeat_np.merge import DEFAULT_DEDUPE_IOU
+from overfeat_np.merge import DEFAULT_AREA_POWER, DEFAULT_DEDUPE_IOU
 from overfeat_np.models import overfeat_small
 from overfeat_np.preprocess import scaled_size
 from overfeat_np.scales import detection_scales
@@ -196,7 +196,10 @@ def test_merge_leaves_one_box_of_a_class_per_object_where_the_paper_leaves_two(r
     assert len(pb) == 4  # each object keeps its two scales' boxes apart (match score > t)
     assert ps.sum() == pytest.approx(0.9 * n, rel=1e-5)
     mb, ms, _ = merge_candidates(cand, "merge", t=0.3)
-    assert len(mb) == 2 and ms.sum() == pytest.approx(0.9 * 12 * (1 + 0.64), rel=1e-5)
+    # each scale's windows vote with (its relative window area) ** DEFAULT_AREA_POWER
+    assert len(mb) == 2 and ms.sum() == pytest.approx(0.9 * 12 * (1 + 0.64 ** DEFAULT_AREA_POWER), rel=1e-5)
+    _, ms1, _ = merge_candidates(cand, "merge", t=0.3, area_power=1.0)
+    assert ms1.sum() == pytest.approx(0.9 * 12 * (1 + 0.64), rel=1e-5)
     assert iou(mb[:1], mb[1:])[0, 0] == 0  # one box per object, each object found
     nb, _, _ = merge_candidates(cand, "nms")
     assert len(nb) >= 2

@@ -23,6 +23,7 @@ from overfeat_np.localize import (
     window_buffers,
     window_samples,
 )
+from overfeat_np.merge import DEFAULT_AREA_POWER
 from overfeat_np.metrics import localization_error
 from overfeat_np.models import overfeat_small
 from overfeat_np.multiscale import classify_multiscale
@@ -99,7 +100,9 @@ def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
     """Scale 1 has 9 locations whose windows are half as wide in the image as scale 0's one. Its
     windows lean to a wrong class (B, 0.35 each), scale 0 is sure of the right one (A, 0.8): the
     paper's sum picks B (0.05 + 9 x 0.35 = 3.2 against 0.8 + 9 x 0.2 = 2.6); weighting each vote by
-    its window's image area (1/4 at scale 1) picks A (0.8 + 9 x 0.2 / 4 = 1.25 against 0.84)."""
+    its window's image area (1/4 at scale 1) picks A (0.8 + 9 x 0.2 / 4 = 1.25 against 0.84), as
+    the default does (area ** DEFAULT_AREA_POWER, 1), and so does a power of 0.75 (weight 0.354:
+    1.44 against 1.16); power 0 is the paper's sum again."""
     obj = np.array([20, 20, 50, 50], np.float32)
     classes = np.array([0, 1] + [0, 1] * 9)  # A = 0, B = 1
     scale_ids = np.array([0, 0] + [1] * 18)
@@ -109,10 +112,19 @@ def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
     pred = BoxPredictions(boxes, scores.astype(np.float32), classes, scale_ids, windows)
     paper = merge_predictions(pred, k=5, method="paper")
     assert paper.classes[0] == 1 and paper.confidences[0] == pytest.approx(3.2, rel=1e-5)
-    merged = merge_predictions(pred, k=5, method="merge")
+    merged = merge_predictions(pred, k=5, method="merge", area_power=1.0)
     assert list(merged.classes) == [0, 1]
     np.testing.assert_allclose(merged.confidences, [1.25, 0.05 + 9 * 0.35 / 4], rtol=1e-5)
     np.testing.assert_allclose(merged.boxes[0], obj, atol=1e-4)
+    w = 0.25 ** DEFAULT_AREA_POWER
+    default = merge_predictions(pred, k=5, method="merge")
+    assert list(default.classes) == [0, 1]
+    np.testing.assert_allclose(default.confidences, [0.8 + 9 * 0.2 * w, 0.05 + 9 * 0.35 * w], rtol=1e-5)
+    three_quarters = merge_predictions(pred, k=5, method="merge", area_power=0.75)
+    np.testing.assert_allclose(three_quarters.confidences, [0.8 + 9 * 0.2 * 0.25 ** 0.75, 0.05 + 9 * 0.35 * 0.25 ** 0.75],
+                               rtol=1e-5)
+    flat = merge_predictions(pred, k=5, method="merge", area_power=0.0)  # one vote per window, as the paper
+    assert flat.classes[0] == 1
 
 
 @pytest.fixture(scope="module")

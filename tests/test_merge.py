@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from overfeat_np.boxes import iou
 from overfeat_np.merge import (
+    DEFAULT_AREA_POWER,
     DEFAULT_MERGE_T,
     accumulate,
     batched_nms,
@@ -18,6 +19,7 @@ from overfeat_np.merge import (
     keep_strong,
     match_score,
     nms,
+    scale_weights,
     suppress_duplicates,
     window_weights,
 )
@@ -348,10 +350,23 @@ def test_suppress_duplicates_matches_reference_and_leaves_no_duplicate(bsc, thr)
         assert np.all(o <= thr + 1e-6)
 
 
-def test_window_weights_are_window_areas_relative_to_the_largest():
+def test_window_weights_are_window_areas_relative_to_the_largest_to_a_power():
     w = np.array([[0, 0, 64, 64], [10, 10, 42, 42], [0, 0, 16, 64.0]])
-    np.testing.assert_allclose(window_weights(w), [1.0, 0.25, 0.25])
+    np.testing.assert_allclose(window_weights(w, power=1.0), [1.0, 0.25, 0.25])
+    np.testing.assert_allclose(window_weights(w, power=0.0), [1.0, 1.0, 1.0])  # the paper's one vote each
+    np.testing.assert_allclose(window_weights(w), 0.25 ** np.array([0.0, DEFAULT_AREA_POWER, DEFAULT_AREA_POWER]))
+    assert 0 < DEFAULT_AREA_POWER <= 1
     assert window_weights(np.zeros((0, 4))).shape == (0,)
+    np.testing.assert_allclose(window_weights(np.zeros((2, 4))), [1.0, 1.0])  # degenerate windows: equal votes
+
+
+def test_scale_weights_match_the_window_weights_of_each_scale():
+    # a 64-px window of a scale (H, W) covers 64 * 240 / H x 64 * 320 / W pixels of a 240 x 320 image
+    scales = [(120, 160), (240, 320), (300, 400)]
+    windows = np.array([[0, 0, 64 * 320 / w, 64 * 240 / h] for h, w in scales])
+    for power in (0.0, 0.5, 1.0, DEFAULT_AREA_POWER):
+        np.testing.assert_allclose(scale_weights(scales, power), window_weights(windows, power), rtol=1e-12)
+    np.testing.assert_allclose(scale_weights(scales, 1.0), [1.0, 0.25, 0.16])
 
 
 def test_keep_strong_is_relative_to_the_best_of_each_group():

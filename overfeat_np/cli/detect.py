@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..data import detection_set
+from ..data import detection_set, regressor_set
 from ..detect import (
     DETECT_METHODS,
     background_index,
@@ -126,7 +126,8 @@ def cmd_detect(args):
 def _train_detector_args(p):
     add_model_source(p)
     add_data(p, "ImageNet/VOC-layout folder with boxes (train/ split)",
-             "N synthetic detection images (0..3 objects)", loader_options=False)
+             "N synthetic detection images (0..3 objects; its regressor also sees N with small objects)",
+             loader_options=False)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=positive_float, default=0.03)
@@ -163,7 +164,10 @@ def cmd_train_detector(args):
     if args.regressor_epochs > 0:
         reg = build_regressor(det, seed=args.seed)
         # Coarse by default, as the detector was trained: its windows are the ones targets were assigned to.
-        rh = train_regressor(det, reg, data, tscales, epochs=args.regressor_epochs, fine_stride=args.fine_stride,
+        # synthetic: the detector's images plus as many with small objects, as the demo does
+        rdata = regressor_set(2 * args.synthetic, args.seed, clf.config.input_size, n_cls, "detection") \
+            if args.synthetic else data
+        rh = train_regressor(det, reg, rdata, tscales, epochs=args.regressor_epochs, fine_stride=args.fine_stride,
                              progress=not args.no_progress)
         save_regressor(reg, os.path.join(args.out, "regressor.npz"))
         log["regressor_losses"] = rh.losses

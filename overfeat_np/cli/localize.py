@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..data import SyntheticShapes, localization_set
+from ..data import localization_set, regressor_set
 from ..localize import (
     METHODS,
     centre_box_error,
@@ -151,7 +151,8 @@ def load_regressor_file(path, model):
 def _train_args(p):
     add_model_source(p)
     add_data(p, "ImageNet-layout folder with boxes (Annotation/ VOC XML)",
-             "use N synthetic localization images instead", loader_options=False)
+             "use N synthetic images instead (half the localization set's objects, half small ones)",
+             loader_options=False)
     add_scales(p, DEFAULT_SCALES)
     add_object_size(p)
     add_stride(p)
@@ -174,10 +175,10 @@ def _localization_sets(args, model) -> tuple:
     """(train_set, val_set or None) with boxes, from --synthetic N or --data ROOT, cut to
     --train-images / --val-images (validation: at most MAX_VAL_IMAGES unless asked)."""
     if args.synthetic:
-        size, n_cls = model.config.input_size, model.config.num_classes  # objects of 20-80% of the window
-        # not cached: streaming training redraws an image when an epoch needs it, memory stays bounded
-        train_set = SyntheticShapes(args.synthetic, image_size=size, mode="localization", num_classes=n_cls,
-                                    seed=args.seed)
+        size, n_cls = model.config.input_size, model.config.num_classes
+        # half of objects of 20-80% of the window, half small (`data.SMALL_OBJECTS`); not cached:
+        # streaming training redraws an image when an epoch needs it, memory stays bounded
+        train_set = regressor_set(args.synthetic, args.seed, size, n_cls, cache=False)
         val = localization_set(max(args.synthetic // 8, 20), args.seed + 1000, size, n_cls)
     else:
         train_set = image_folder(args.data, "train", outside_boxes=args.outside_boxes)

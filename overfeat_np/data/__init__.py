@@ -5,7 +5,8 @@ label int (-1 = no object), boxes float32 (k, 4) (left, top, right, bottom; righ
 exclusive), box_labels int64 (k,); plus `classes` and `num_classes`.
 
 - SyntheticShapes: procedurally drawn shapes, for tests and lessons (no download);
-  classification_sets / localization_set / detection_set: the sets the CLI, demo and tests share.
+  classification_sets / localization_set / detection_set / regressor_set: the sets the CLI, demo
+  and tests share.
 - ImageFolderDataset: an ImageNet-layout tree; write_imagenet_layout writes one.
 - TrainTransform / EvalTransform: resize 256, random or center crop 221/231, flips, normalize.
 - DataLoader: NCHW float32 batches, deterministic in (seed, epoch), resumable, worker processes.
@@ -29,10 +30,13 @@ from .official import official_preprocess
 from .sample import check_sample, make_sample
 from .synthetic import (
     CLASS_NAMES,
+    SMALL_OBJECTS,
+    Joined,
     SyntheticShapes,
     classification_sets,
     detection_set,
     localization_set,
+    regressor_set,
 )
 from .transforms import (
     IMAGENET_MEAN,
@@ -56,10 +60,12 @@ __all__ = [
     "ILSVRC2012_CLASS_FILE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "SMALL_OBJECTS",
     "CorruptImageError",
     "DataLoader",
     "EvalTransform",
     "ImageFolderDataset",
+    "Joined",
     "SyntheticShapes",
     "TrainTransform",
     "center_crop",
@@ -85,6 +91,7 @@ __all__ = [
     "parse_voc_xml",
     "random_crop",
     "read_devkit_meta",
+    "regressor_set",
     "resize_smallest",
     "resized_crop",
     "write_devkit_class_list",
