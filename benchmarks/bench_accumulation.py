@@ -71,13 +71,27 @@ def _power(p) -> dict:
     return {} if p is None else {"area_power": p}
 
 
-def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED, powers=()):
+def paired(preds, gts, a="merge", b="nms") -> tuple:
+    """(images only method a localizes, images only b localizes), top-5: the discordant pairs that
+    tell a real difference between two methods on the same images from noise (McNemar)."""
+    hit = {m: np.array([localization_error([p], [g], 5) == 0 for p, g in zip(preds[m], gts)]) for m in (a, b)}
+    return int((hit[a] & ~hit[b]).sum()), int((hit[b] & ~hit[a]).sum())
+
+
+def scale_sets(fixed_name, fixed, guided_fn, fixed_only: bool) -> list:
+    """[(name, scales)]: the fixed set, then (unless fixed_only) the guided one (computed lazily)."""
+    return [(fixed_name, fixed)] + ([] if fixed_only else [("guided", guided_fn())])
+
+
+def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED, powers=(),
+                      fixed_only=False):
     """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]; powers: `variants`."""
     rows = []
     for size, (lo, hi) in sizes.items():
         val = make_set(n, seed, lo, hi)
         gts = ground_truth(val)
-        for set_name, scales in ((fixed_name, fixed), ("guided", guided(model.config, make_set(20, TRAIN_SEED, lo, hi)))):
+        for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(model.config, make_set(20, TRAIN_SEED, lo, hi)),
+                                           fixed_only):
             preds = {name: [] for name, _, _ in variants(METHODS, powers)}
             for i in range(len(val)):
                 raw = predict_boxes(model, reg, val[i]["image"], scales)
@@ -87,7 +101,8 @@ def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LO
             err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
             rows.append((size, set_name, scales, err))
             print(f"  localization {size:<8} {set_name:<8} " + "  ".join(
-                f"{m} {e5:.3f}/{e1:.3f}" for m, (e5, e1) in err.items()), flush=True)
+                f"{m} {e5:.3f}/{e1:.3f}" for m, (e5, e1) in err.items())
+                + "  (only merge right: {}, only NMS: {})".format(*paired(preds, gts)), flush=True)
     return rows
 
 
@@ -103,13 +118,15 @@ def duplicates(per_image, gts, iou_min=0.5) -> tuple:
     return dup, total
 
 
-def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, seed=DET_SEED, powers=()):
+def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, seed=DET_SEED, powers=(),
+                   fixed_only=False):
     """[(size, scale set, scales, {method: (mAP, duplicates, objects)})]; powers: `variants`."""
     rows = []
     for size, (lo, hi) in sizes.items():
         test = make_set(n, seed, lo, hi)
         gts = [(np.asarray(test[i]["box_labels"]), np.asarray(test[i]["boxes"], np.float32)) for i in range(n)]
-        for set_name, scales in ((fixed_name, fixed), ("guided", guided(det.config, make_set(20, TRAIN_SEED, lo, hi)))):
+        for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(det.config, make_set(20, TRAIN_SEED, lo, hi)),
+                                           fixed_only):
             per = {name: [] for name, _, _ in variants(DETECT_METHODS, powers)}
             for i in range(n):
                 cand = detection_candidates(det, reg, test[i]["image"], scales, 0.5)
@@ -138,10 +155,10 @@ def print_table(title, loc, det):
     print(f"\n{title}\n")
     print("| objects | scales | loc. error merge | paper | NMS | mAP merge | paper | NMS | duplicates merge / paper / NMS |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for (size, sname, sc, err), (_, _, dsc, res) in zip(loc, det):
+    for (size, sname, sc, err), (_, _, dsc, res) in zip(loc, det or [(None, None, (), None)] * len(loc)):
         e = [f"{err[m][0]:.3f}" for m in METHODS]
-        a = [f"{res[m][0]:.3f}" for m in DETECT_METHODS]
-        d = " / ".join(f"{res[m][1]}" for m in DETECT_METHODS) + f" of {res['merge'][2]}"
+        a = [f"{res[m][0]:.3f}" if res else "-" for m in DETECT_METHODS]
+        d = (" / ".join(f"{res[m][1]}" for m in DETECT_METHODS) + f" of {res['merge'][2]}") if res else "-"
         scales = f"{sname} ({','.join(str(h) for h, _ in sc)} / {','.join(str(h) for h, _ in dsc)})"
         print(f"| {size} | {scales} | {' | '.join(e)} | {' | '.join(a)} | {d} |")
 
@@ -191,9 +208,11 @@ def synthetic(args):
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
     loc_sizes, det_sizes = chosen(LOC_SIZES, args), chosen(DET_SIZES, args)
     loc_seed, det_seed = evaluation_seeds(args)
-    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers)
-    det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
-                              list(range(model.config.num_classes)), det_seed, args.area_powers)
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers,
+                            args.fixed_only)
+    det_rows = [] if args.localization_only else detection_rows(
+        det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
+        list(range(model.config.num_classes)), det_seed, args.area_powers, args.fixed_only)
     print_table("synthetic shapes (localization 64-px images; detection 128-px images)", loc, det_rows)
 
 
@@ -246,7 +265,7 @@ def diagnose(args):
     each method with the top-5 or only the top-1 class of each scale (Section 4.3 step a).
     Development images (seed 2000), not the held-out ones of the table."""
     model = load_weights(os.path.join(args.demo, "weights.npz"))
-    reg = load_regressor(os.path.join(args.demo, "regressor.npz"), model)
+    reg = narrow_regressor(model) if args.narrow_regressor else load_regressor(os.path.join(args.demo, "regressor.npz"), model)
     scales = select_scales(scales_for(model.config), (1, 2, 4, 6))
     for size, (lo, hi) in chosen(LOC_SIZES, args).items():
         val = SyntheticShapes(args.images, image_size=64, mode="localization", seed=DEV_LOC_SEED, min_scale=lo,
@@ -310,6 +329,8 @@ def main(argv=None):
                          "choose methods here, report the held-out table")
     ap.add_argument("--sizes", help="only these object sizes, e.g. small or small,large (default: all three); "
                                     "with --images 30 --dev a row takes about a minute")
+    ap.add_argument("--localization-only", action="store_true", help="skip the detection rows")
+    ap.add_argument("--fixed-only", action="store_true", help="skip the guided scale sets")
     ap.add_argument("--narrow-regressor", action="store_true",
                     help="synthetic localization with a regressor trained here as the demo's was before small "
                          "objects joined its training set (objects of 20-80%% of the window only), not regressor.npz")

@@ -136,9 +136,11 @@ def digits(args, loc_sizes, det_sizes, seeds, localization_rows, detection_rows,
         return DigitScenes(n, 128, "detection", seed, lo, hi, "test" if seed in evaluation else "train")
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
-    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers)
-    det_rows = detection_rows(det, dreg, det_set, det_sizes, args.images, "default",
-                              detection_scales(det.config), list(range(10)), det_seed, args.area_powers)
+    loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers,
+                            args.fixed_only)
+    det_rows = [] if args.localization_only else detection_rows(
+        det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config), list(range(10)), det_seed,
+        args.area_powers, args.fixed_only)
     print_table("handwritten digits (scikit-learn) on photos (scikit-image)", loc, det_rows)
 
 

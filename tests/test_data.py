@@ -16,10 +16,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from overfeat_np.data import (
+    CLASS_NAMES,
+    SMALL_OBJECTS,
     CorruptImageError,
     DataLoader,
     EvalTransform,
     ImageFolderDataset,
+    Joined,
     SyntheticShapes,
     TrainTransform,
     center_crop,
@@ -27,11 +30,14 @@ from overfeat_np.data import (
     compute_mean_std,
     crop,
     default_wnids,
+    detection_set,
     hflip,
     load_rgb,
+    localization_set,
     normalize,
     parse_voc_xml,
     random_crop,
+    regressor_set,
     resize_smallest,
     resized_crop,
     write_imagenet_layout,
@@ -147,6 +153,47 @@ def test_synthetic_rejects_bad_arguments():
         SyntheticShapes(4, num_classes=11)
     with pytest.raises(IndexError):
         SyntheticShapes(4)[4]
+
+
+def _sides(samples) -> np.ndarray:
+    """Largest side of every box of the samples, as a fraction of its image's shorter side."""
+    return np.concatenate([np.maximum(s["boxes"][:, 2] - s["boxes"][:, 0], s["boxes"][:, 3] - s["boxes"][:, 1])
+                           / min(s["image"].shape[:2]) for s in samples])
+
+
+@pytest.mark.parametrize("mode, image_side", [("localization", 64), ("detection", 128)])
+def test_regressor_set_is_the_task_set_then_small_objects(mode, image_side):
+    n = 12
+    rs = regressor_set(n, 3, 64, 4, mode)
+    assert len(rs) == n and rs.num_classes == 4 and rs.classes == list(CLASS_NAMES[:4])
+    task = (localization_set if mode == "localization" else detection_set)(n - n // 2, 3, 64, 4)
+    for i in range(n - n // 2):  # the first part is the task's own set, sample for sample
+        np.testing.assert_array_equal(rs[i]["image"], task[i]["image"])
+        np.testing.assert_array_equal(rs[i]["boxes"], task[i]["boxes"])
+    small = [rs[i] for i in range(n - n // 2, n)]
+    assert all(s["image"].shape == (image_side, image_side, 3) for s in small)
+    hi = SMALL_OBJECTS[mode][1]
+    sides = _sides(small)
+    assert len(sides) and sides.max() <= hi + 2 / image_side  # boxes are painted pixels: +-1 px
+    assert np.median(sides) < np.median(_sides(task[i] for i in range(len(task))))
+    np.testing.assert_array_equal(rs[-1]["image"], rs[n - 1]["image"])
+    with pytest.raises(IndexError, match="out of range"):
+        rs[n]
+    with pytest.raises(ValueError, match="mode must be one of"):
+        regressor_set(4, 0, 64, 4, "classification")
+
+
+def test_joined_reads_its_parts_in_order():
+    a, b = SyntheticShapes(2, seed=1), SyntheticShapes(3, seed=2)
+    j = Joined(a, b)
+    assert len(j) == 5
+    for i, (part, k) in enumerate([(a, 0), (a, 1), (b, 0), (b, 1), (b, 2)]):
+        np.testing.assert_array_equal(j[i]["image"], part[k]["image"])
+        np.testing.assert_array_equal(j[i - 5]["image"], part[k]["image"])
+    with pytest.raises(IndexError):
+        j[-6]
+    with pytest.raises(ValueError, match="at least one"):
+        Joined()
 
 
 # -- ImageNet layout -------------------------------------------------------------------------

@@ -399,13 +399,15 @@ class Joined:
     """The samples of several data sets one after the other, read lazily (no copy)."""
 
     def __init__(self, *parts):
+        if not parts:
+            raise ValueError("Joined: pass at least one data set")
         self.parts = parts
         self.num_classes = getattr(parts[0], "num_classes", None)
         self.classes = getattr(parts[0], "classes", None)
         self._ends = np.cumsum([len(p) for p in parts])
 
     def __len__(self) -> int:
-        return int(self._ends[-1]) if len(self._ends) else 0
+        return int(self._ends[-1])
 
     def __getitem__(self, i: int) -> dict:
         n = len(self)
