@@ -4,9 +4,10 @@ photos. Digits are never flipped in training (a mirrored 3 is no digit). Trainin
 from the scans with index % 5 != 0, evaluation objects from the others (unseen handwriting).
 
 Run through `python benchmarks/bench_accumulation.py --digits` (needs the `bench` extra:
-scikit-learn, scikit-image). It trains, on one BLAS thread, a small classifier (~1 min), a box
-regressor on its frozen features, a detector with a background class and its regressor, then
-prints the same table as the synthetic study.
+scikit-learn, scikit-image). It trains, on one BLAS thread, a small classifier (~2 min; 12
+epochs: 76% top-1 on unseen scans, 34% with the 4 it had before), a box regressor on its frozen
+features, a detector with a background class and its regressor, then prints the same table as
+the synthetic study.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _models(cache):
         model, det = load_weights(names[0]), load_weights(names[2])
         return model, load_regressor(names[1], model), det, load_regressor(names[3], det)
     t0 = time.perf_counter()
-    cfg = TrainConfig(model="small", epochs=4, batch_size=32, lr=0.05, milestones=(3,), out_dir=None,
+    cfg = TrainConfig(model="small", epochs=12, batch_size=32, lr=0.05, milestones=(8, 11), out_dir=None,
                       progress=False, eval_every=0, blas_threads=1)
     clf_set = DigitScenes(6000, 72, "classification", 0, 0.5, 0.9)
     tf = (TrainTransform(crop=64, resize=None, flip=False), EvalTransform(crop=64, resize=None))
