@@ -14,8 +14,8 @@ The demo is a list of parts (`DEMO_PARTS`), each `part(run)` reading and extendi
    localization error with the default accumulation ("merge"), Section 4.3's greedy merge
    ("paper") and NMS against a centre-box guess; regressor.npz.
 3. `detection_demo` (Section 5): the classifier plus a background class, fine-tuned spatially on
-   the synthetic detection set, and a regressor on its features (that set plus small objects); mAP against the classifier
-   used alone; pr_curves.png, detector.npz, detector_regressor.npz, classes.txt.
+   the synthetic detection set, and a regressor on its features (that set plus small objects);
+   mAP against the classifier used alone; pr_curves.png, detector.npz, detector_regressor.npz, classes.txt.
 4. `showcase_demo`: the three tasks on fresh images in one picture, showcase.png.
 
 summary.json collects every part's figures. The synthetic sets come from `data` (`localization_set`,

@@ -11,9 +11,9 @@ is the classifier with one more output, background (the last index; training in
    window when there is no regressor, mapped back to the original image;
 3. the candidates of all scales are accumulated class by class (`DETECT_METHODS`): by default
    `merge.accumulate` (a detection's score adds up the probabilities of its windows, each
-   weighted by its window's area in the image relative to the coarsest scale's, raised to
-   `merge.DEFAULT_AREA_POWER`, so a scale's vote grows far less than its location count, and
-   same-class fragments of one object are folded into one box); "paper" is Section 4.3's
+   weighted by its window's area in the image relative to the coarsest scale's (to the power
+   `merge.DEFAULT_AREA_POWER`, 1), so a scale weighs the image area it covers rather than its
+   location count, and same-class fragments of one object are folded into one box); "paper" is Section 4.3's
    `merge.greedy_merge` (score = the plain sum of the member probabilities); "nms" keeps each
    overlapping group's best window. Coherent boxes reinforce each other, an isolated false
    positive stays weak.

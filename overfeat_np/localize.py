@@ -428,9 +428,9 @@ def merge_predictions(pred: BoxPredictions, k: int = 5, method: str = "merge", t
     """The k best (class, box, confidence) from raw predictions, by `method` (one of `METHODS`).
 
     "merge": `merge.accumulate`, each window's vote weighted by its relative area in the image
-    ** area_power (`merge.window_weights`), without its duplicate suppression: the k guesses are for one object,
-    and a second box of the right class is a second chance (suppressing at IoU > 0.5 cost 2 of 60
-    development images); "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms":
+    ** area_power (`merge.window_weights`), without its duplicate suppression: the k guesses are
+    for one object, and a second box of the right class is a second chance (suppressing at IoU
+    > 0.5 cost 2 of 60 development images); "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms":
     `merge.batched_nms` with iou_threshold.
     """
     if method == "merge":

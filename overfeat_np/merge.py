@@ -14,11 +14,11 @@ image area one location of its scale stands for (`window_weights`: proportional 
 area in the image), so a scale weighs the image area it covers, not its location count; it drops
 each scale's weak windows, averages a cluster's boxes weighted by confidence, and folds leftover
 same-class fragments of one object into the strongest.
-It does not beat NMS everywhere: with objects much smaller than the window at fixed scales the
-coarse scales (largest area weight) regress boxes two to three times too large, and NMS's five
-scattered single boxes of one class localize tiny objects better than any average of them; the
-repair there is the choice of scales (`scales.scales_for_objects`), see the README's "Where the
-default still loses".
+It does not beat NMS everywhere: with objects much smaller than the window at fixed scales only
+the finest scale frames them, the area weight gives the coarse scales the largest votes, and
+localization trails NMS by 2-5 images in 100 (Section 4.3's plain sum is best there); the repair
+is the choice of scales (`scales.scales_for_objects`), see the README's "Where the default still
+loses". `window_weights(..., power)` moves between the two sums (`DEFAULT_AREA_POWER`).
 Host NumPy only; CuPy inputs are moved with `backend.to_numpy`.
 """
 

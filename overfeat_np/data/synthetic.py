@@ -375,16 +375,18 @@ def classification_sets(n: int, seed: int = 0, input_size: int = 64, num_classes
     return SyntheticShapes(n, image_size=size, seed=seed, cache=True, num_classes=num_classes), val
 
 
-def localization_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6) -> SyntheticShapes:
+def localization_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6,
+                     cache: bool = True) -> SyntheticShapes:
     """n single-object images of the model's input size, objects 20-80% of it, with boxes."""
     return SyntheticShapes(n, image_size=input_size, mode="localization", num_classes=num_classes, seed=seed,
-                           cache=True)
+                           cache=cache)
 
 
-def detection_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6) -> SyntheticShapes:
+def detection_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6,
+                  cache: bool = True) -> SyntheticShapes:
     """n images twice the input size with 0..3 objects of 0.2-0.45 of the side (0.4-0.9 of a window)."""
     return SyntheticShapes(n, image_size=2 * input_size, mode="detection", num_classes=num_classes, seed=seed,
-                           min_scale=0.2, cache=True)
+                           min_scale=0.2, cache=cache)
 
 
 SMALL_OBJECTS = {"localization": (0.08, 0.3), "detection": (0.06, 0.2)}
@@ -392,7 +394,7 @@ SMALL_OBJECTS = {"localization": (0.08, 0.3), "detection": (0.06, 0.2)}
 scales that look for them (0.1-0.7 of a window at the localization scales 72-136, 0.1-0.4 at the
 detector's 104-168) the regressor learns to frame objects much smaller than its window, which the
 sets above, built for the classifier, never show it. Without them it never predicts a box much
-below half of its window (README, "Where the default still loses")."""
+below half of its window (README, "Where the default lost, and why")."""
 
 
 class Joined:
@@ -425,11 +427,10 @@ def regressor_set(n: int, seed: int, input_size: int = 64, num_classes: int = 6,
     if mode not in SMALL_OBJECTS:
         raise ValueError(f"regressor_set: mode must be one of {list(SMALL_OBJECTS)}, got {mode!r}")
     lo, hi = SMALL_OBJECTS[mode]
-    size = input_size if mode == "localization" else 2 * input_size
-    main = SyntheticShapes(n - n // 2, image_size=size, mode=mode, num_classes=num_classes, seed=seed, cache=cache,
-                           min_scale=None if mode == "localization" else 0.2)
-    small = SyntheticShapes(n // 2, image_size=size, mode=mode, num_classes=num_classes, seed=seed + 1, min_scale=lo,
-                            max_scale=hi, cache=cache)
+    main = (localization_set if mode == "localization" else detection_set)(n - n // 2, seed, input_size, num_classes,
+                                                                          cache)
+    small = SyntheticShapes(n // 2, image_size=main.image_size, mode=mode, num_classes=num_classes, seed=seed + 1,
+                            min_scale=lo, max_scale=hi, cache=cache)
     return Joined(main, small)
 
 
