@@ -183,14 +183,10 @@ def narrow_regressor(model):
     set: `data.localization_set` only (objects of 20-80% of the window), 20 epochs, the demo's
     scales and step size (README, "Where the default lost, and why")."""
     from overfeat_np.data import localization_set
-    from overfeat_np.demo import LOC_SCALES
-    from overfeat_np.localize import train_regressor
-    from overfeat_np.regressor import build_regressor
+    from overfeat_np.demo import fit_regressor
 
-    reg = build_regressor(model)
     images = localization_set(200, 3, model.config.input_size, model.config.num_classes)
-    train_regressor(model, reg, images, LOC_SCALES, epochs=20, lr=0.01, batch_size=128)
-    return reg
+    return fit_regressor(model, images, epochs=20)[0]
 
 
 def synthetic(args):

@@ -21,9 +21,9 @@ from PIL import Image
 
 from overfeat_np.data import SMALL_OBJECTS, Joined, make_sample
 from overfeat_np.data.transforms import EvalTransform, TrainTransform
-from overfeat_np.demo import LOC_SCALES
+from overfeat_np.demo import fit_regressor
 from overfeat_np.detect_train import DetectorTrainConfig, make_detector, train_detector
-from overfeat_np.localize import train_regressor, window_samples
+from overfeat_np.localize import train_regressor
 from overfeat_np.regressor import build_regressor, load_regressor, save_regressor
 from overfeat_np.scales import detection_scales, detector_train_scales, scales_for, select_scales
 from overfeat_np.serialization import load_weights, save_weights
@@ -158,12 +158,10 @@ def _models(cache):
     tf = (TrainTransform(crop=64, resize=None, flip=False), EvalTransform(crop=64, resize=None))
     model = train(cfg, clf_set, transforms=tf).model
     print(f"classifier trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    # the regressors as the demo's: their training images plus as many with small objects
-    # (`data.SMALL_OBJECTS`, `data.regressor_set`), the localization one for 60 epochs
-    reg = build_regressor(model)
+    # the regressors as the demo's (`demo.fit_regressor` for localization): their training images
+    # plus as many with small objects (`data.SMALL_OBJECTS`, as `data.regressor_set`)
     small = DigitScenes(300, 64, "localization", 4, *SMALL_OBJECTS["localization"])
-    ws = window_samples(model, Joined(DigitScenes(300, 64, "localization", 3, 0.2, 0.8), small), LOC_SCALES)
-    train_regressor(model, reg, windows=ws, epochs=60, lr=0.01, batch_size=128)
+    reg = fit_regressor(model, Joined(DigitScenes(300, 64, "localization", 3, 0.2, 0.8), small))[0]
     det_train = DigitScenes(400, 128, "detection", 10, 0.2, 0.45)
     det = make_detector(model)
     train_detector(det, det_train, DetectorTrainConfig(steps=400, batch_size=8, lr=0.03, flip=False))

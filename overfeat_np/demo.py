@@ -128,17 +128,17 @@ def classification_demo(run: DemoRun):
     return history
 
 
-def fit_regressor(model, images, quick: bool = False) -> tuple:
+def fit_regressor(model, images, quick: bool = False, epochs: int | None = None) -> tuple:
     """The demo's box regressor recipe on `images` (samples with boxes, e.g. `regressor_set`): its
-    scales, epochs and step size. Returns (regressor, RegressorHistory, number of windows).
-    60 epochs (20 before the small objects joined): twice the windows, half of them small targets."""
+    scales, epochs (or `epochs`) and step size. Returns (regressor, RegressorHistory, number of
+    windows). 60 epochs (20 before the small objects joined): twice the windows, half of them small."""
     from .localize import train_regressor, window_samples
     from .regressor import build_regressor
 
     s = _settings(quick)
     windows = window_samples(model, images, s["loc_scales"])
     reg = build_regressor(model)
-    hist = train_regressor(model, reg, windows=windows, epochs=s["loc_epochs"], lr=0.01, batch_size=128)
+    hist = train_regressor(model, reg, windows=windows, epochs=epochs or s["loc_epochs"], lr=0.01, batch_size=128)
     return reg, hist, len(windows)
 
 
