@@ -62,13 +62,18 @@ def guided(config, train_set, n=20):
     return scales_for_objects(config, object_size_range(boxes), train_set[0]["image"].shape[:2])
 
 
+NO_FALLBACK = "merge, area only"  # the default without its fallback to the paper's sum for small objects
+
+
 def variants(methods, powers=()) -> list:
-    """[(name, method, area power or None)]: the methods, then "merge^P" for each power P."""
-    return [(m, m, None) for m in methods] + [(f"merge^{p:g}", "merge", p) for p in powers]
+    """[(name, method, keyword arguments)]: the methods, then "merge^P" for each power P."""
+    return [(m, m, {}) for m in methods] + [(f"merge^{p:g}", "merge", {"area_power": p}) for p in powers]
 
 
-def _power(p) -> dict:
-    return {} if p is None else {"area_power": p}
+def localization_variants(powers=()) -> list:
+    """`variants` of `localize.METHODS`, then the default without its small-object fallback
+    (`merge_predictions(..., small_object=0)`)."""
+    return variants(METHODS, powers) + [(NO_FALLBACK, "merge", {"small_object": 0})]
 
 
 def paired(preds, gts, a="merge", b="nms") -> tuple:
@@ -92,11 +97,11 @@ def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LO
         gts = ground_truth(val)
         for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(model.config, make_set(20, TRAIN_SEED, lo, hi)),
                                            fixed_only):
-            preds = {name: [] for name, _, _ in variants(METHODS, powers)}
+            preds = {name: [] for name, _, _ in localization_variants(powers)}
             for i in range(len(val)):
                 raw = predict_boxes(model, reg, val[i]["image"], scales)
-                for name, m, p in variants(METHODS, powers):
-                    loc = merge_predictions(raw, 5, m, **_power(p))
+                for name, m, kw in localization_variants(powers):
+                    loc = merge_predictions(raw, 5, m, **kw)
                     preds[name].append((loc.classes, loc.boxes))
             err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
             rows.append((size, set_name, scales, err))
@@ -130,8 +135,8 @@ def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, see
             per = {name: [] for name, _, _ in variants(DETECT_METHODS, powers)}
             for i in range(n):
                 cand = detection_candidates(det, reg, test[i]["image"], scales, 0.5)
-                for name, m, p in variants(DETECT_METHODS, powers):
-                    per[name].append(merge_candidates(cand, m, **_power(p)) if len(cand.boxes) else
+                for name, m, kw in variants(DETECT_METHODS, powers):
+                    per[name].append(merge_candidates(cand, m, **kw) if len(cand.boxes) else
                                   (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
             res = {}
             for m, p in per.items():
@@ -153,10 +158,11 @@ def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, see
 def print_table(title, loc, det):
     """The markdown table of the README: method x scale set x object size."""
     print(f"\n{title}\n")
-    print("| objects | scales | loc. error merge | paper | NMS | mAP merge | paper | NMS | duplicates merge / paper / NMS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| objects | scales | loc. error merge | area only | paper | NMS | mAP merge | paper | NMS "
+          "| duplicates merge / paper / NMS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (size, sname, sc, err), (_, _, dsc, res) in zip(loc, det or [(None, None, (), None)] * len(loc)):
-        e = [f"{err[m][0]:.3f}" for m in METHODS]
+        e = [f"{err[m][0]:.3f}" for m in ("merge", NO_FALLBACK, "paper", "nms")]
         a = [f"{res[m][0]:.3f}" if res else "-" for m in DETECT_METHODS]
         d = (" / ".join(f"{res[m][1]}" for m in DETECT_METHODS) + f" of {res['merge'][2]}") if res else "-"
         scales = f"{sname} ({','.join(str(h) for h, _ in sc)} / {','.join(str(h) for h, _ in dsc)})"

@@ -17,9 +17,10 @@ regressor read the same unpooled maps; the top-k classes by spatial maximum of t
 (a) each get the box of every location (b), scored by that location's class probability, and
 the boxes of all scales are pooled (c). `localize` then selects (`METHODS`): "merge", the
 package's accumulation (`merge.accumulate`: votes weighted by (the image area a location
-stands for) ** `merge.DEFAULT_AREA_POWER`, weak windows dropped, confidence-weighted boxes),
-"paper", Section 4.3's greedy merge exactly
-(d, `merge.greedy_merge`: the plain sum of window probabilities), or "nms", the baseline.
+stands for) ** `merge.DEFAULT_AREA_POWER`, weak windows dropped, confidence-weighted boxes;
+Section 4.3's sum where its best box is far smaller than every window), "paper", Section 4.3's
+greedy merge exactly (d, `merge.greedy_merge`: the plain sum of window probabilities), or
+"nms", the baseline.
 benchmarks/bench_accumulation.py measures the three; the README's "Greedy merge vs NMS" has
 the table.
 """
@@ -40,9 +41,11 @@ from .losses import softmax
 from .merge import (
     DEFAULT_AREA_POWER,
     DEFAULT_MERGE_T,
+    DEFAULT_SMALL_OBJECT,
     accumulate,
     batched_nms,
     greedy_merge,
+    relative_size,
     window_weights,
 )
 from .metrics import localization_error
@@ -424,24 +427,31 @@ def predict_boxes(model, regressor: Regressor, image, scales, top_k: int = 5, fi
 
 
 def merge_predictions(pred: BoxPredictions, k: int = 5, method: str = "merge", t: float = DEFAULT_MERGE_T,
-                      iou_threshold: float = NMS_IOU, area_power: float = DEFAULT_AREA_POWER) -> Localization:
+                      iou_threshold: float = NMS_IOU, area_power: float = DEFAULT_AREA_POWER,
+                      small_object: float = DEFAULT_SMALL_OBJECT) -> Localization:
     """The k best (class, box, confidence) from raw predictions, by `method` (one of `METHODS`).
 
     "merge": `merge.accumulate`, each window's vote weighted by its relative area in the image
     ** area_power (`merge.window_weights`), without its duplicate suppression: the k guesses are
     for one object, and a second box of the right class is a second chance (suppressing at IoU
-    > 0.5 cost 2 of 60 development images); "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms":
-    `merge.batched_nms` with iou_threshold.
+    > 0.5 cost 2 of 60 development images). Where its best box is smaller than small_object x
+    the largest window's side (`merge.relative_size`), the object is far smaller than every
+    window and the plain sum of Section 4.3 is the balanced vote (`merge.DEFAULT_SMALL_OBJECT`
+    says why): the k guesses are then the "paper" ones; small_object 0 never switches.
+    "paper": `merge.greedy_merge`, Section 4.3 step d as written; "nms": `merge.batched_nms`
+    with iou_threshold.
     """
     if method == "merge":
         boxes, conf, classes = accumulate(pred.boxes, pred.scores, pred.classes, pred.scale_ids,
                                           window_weights(pred.windows, area_power), t, dedupe_iou=None)
-    elif method == "paper":
+        if len(boxes) and relative_size(boxes[0], pred.windows) < small_object:
+            method = "paper"
+    if method == "paper":
         boxes, conf, classes = greedy_merge(pred.boxes, pred.scores, pred.classes, t)
     elif method == "nms":
         keep = batched_nms(pred.boxes, pred.scores, pred.classes, iou_threshold)
         boxes, conf, classes = pred.boxes[keep], pred.scores[keep], pred.classes[keep]
-    else:
+    elif method != "merge":
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return Localization(classes[:k].astype(np.int64), boxes[:k].astype(np.float32), conf[:k].astype(np.float32))
 

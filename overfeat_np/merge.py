@@ -26,19 +26,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from overfeat_np.boxes import _as_vector, _iou64, as_boxes
+from overfeat_np.boxes import _area64, _as_vector, _iou64, as_boxes
 
 __all__ = [
     "DEFAULT_AREA_POWER",
     "DEFAULT_DEDUPE_IOU",
     "DEFAULT_MERGE_T",
     "DEFAULT_MIN_FRACTION",
+    "DEFAULT_SMALL_OBJECT",
     "accumulate",
     "batched_nms",
     "greedy_merge",
     "keep_strong",
     "match_score",
     "nms",
+    "relative_size",
     "scale_weights",
     "suppress_duplicates",
     "window_weights",
@@ -337,7 +339,7 @@ def window_weights(windows, power: float = DEFAULT_AREA_POWER) -> np.ndarray:
     `DEFAULT_AREA_POWER` sits between the two.
     """
     w = as_boxes(windows, "windows")
-    return _relative_weights(np.clip(w[:, 2] - w[:, 0], 0, None) * np.clip(w[:, 3] - w[:, 1], 0, None), power)
+    return _relative_weights(_area64(w), power)
 
 
 def scale_weights(scales, power: float = DEFAULT_AREA_POWER) -> np.ndarray:
@@ -345,6 +347,32 @@ def scale_weights(scales, power: float = DEFAULT_AREA_POWER) -> np.ndarray:
     scale's windows: a window's image area goes as 1 / (H W)."""
     hw = np.asarray(scales, np.float64).reshape(-1, 2)
     return _relative_weights(1.0 / (hw[:, 0] * hw[:, 1]), power)
+
+
+DEFAULT_SMALL_OBJECT = 0.35
+"""Localization falls back to Section 4.3's plain sum when the default's best box is smaller
+than this fraction of the largest window's side (`relative_size`). Why a size decides it: a
+scale whose window spans W image pixels has about ((W + s) / its stride)^2 locations whose
+windows overlap an object of side s, and its stride goes as W. For objects larger than the
+windows that count goes as W^-2, the area weight's exponent, so the area weight gives each scale
+the same say; for objects far smaller than every window it is about the same at every scale
+already, the plain sum is the balanced one, and the area weight hands the decision to the
+coarsest scales, which cannot frame a small object. Chosen on development images only (seed
+2000; synthetic shapes 150 and digits 150-300 per object size and scale set) among 0.2-0.45,
+the box measured against the largest window (against the image side it fired on 20-50% of the
+rows the default wins): 0.35 is the smallest value that ties or beats NMS on the small objects
+at fixed scales of both sets (synthetic 0.193 -> 0.140, NMS 0.200; digits 0.787 -> 0.700, NMS
+0.700), and it changes no other development row. README, "Greedy merge vs NMS"."""
+
+
+def relative_size(box, windows) -> float:
+    """box (4,) and windows (N, 4) in image pixels -> the box's side (square root of its area)
+    over the largest window's side; 0 when there are no windows."""
+    b = as_boxes(np.asarray(box, np.float64).reshape(1, 4), "box")
+    w = as_boxes(windows, "windows")
+    if not len(w):
+        return 0.0
+    return float(np.sqrt(_area64(b)[0] / max(_area64(w).max(), _EPS)))
 
 
 def keep_strong(scores, groups, fraction: float = DEFAULT_MIN_FRACTION) -> np.ndarray:

@@ -23,7 +23,7 @@ from overfeat_np.localize import (
     window_buffers,
     window_samples,
 )
-from overfeat_np.merge import DEFAULT_AREA_POWER
+from overfeat_np.merge import DEFAULT_AREA_POWER, DEFAULT_SMALL_OBJECT, relative_size
 from overfeat_np.metrics import localization_error
 from overfeat_np.models import overfeat_small
 from overfeat_np.multiscale import classify_multiscale
@@ -125,6 +125,27 @@ def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
                                rtol=1e-5)
     flat = merge_predictions(pred, k=5, method="merge", area_power=0.0)  # one vote per window, as the paper
     assert flat.classes[0] == 1
+
+
+def test_default_merge_falls_back_to_the_paper_sum_for_objects_far_smaller_than_every_window():
+    """The scene of the test above with an object of side s: the area weight picks A; when A's box
+    is below DEFAULT_SMALL_OBJECT x the largest window's side (64), the default returns the
+    paper's guesses (B first), and small_object=0 keeps the area-weighted ones."""
+    classes = np.array([0, 1] + [0, 1] * 9)
+    scale_ids = np.array([0, 0] + [1] * 18)
+    scores = np.where(scale_ids == 0, np.where(classes == 0, 0.8, 0.05), np.where(classes == 0, 0.2, 0.35))
+    windows = np.where(scale_ids[:, None] == 0, [0, 0, 64, 64], [8, 8, 40, 40]).astype(np.float32)
+    for side in (8.0, 0.95 * 64 * DEFAULT_SMALL_OBJECT, 1.05 * 64 * DEFAULT_SMALL_OBJECT, 30.0):
+        obj = np.array([20, 20, 20 + side, 20 + side], np.float32)
+        pred = BoxPredictions(np.tile(obj, (len(classes), 1)), scores.astype(np.float32), classes, scale_ids, windows)
+        default, paper = merge_predictions(pred), merge_predictions(pred, method="paper")
+        area = merge_predictions(pred, small_object=0)
+        assert list(area.classes) == [0, 1]
+        assert relative_size(area.boxes[0], windows) == pytest.approx(side / 64, rel=1e-5)
+        want = paper if side < 64 * DEFAULT_SMALL_OBJECT else area
+        for got, ref in zip(default, want):
+            np.testing.assert_array_equal(got, ref)
+    assert 0 < DEFAULT_SMALL_OBJECT < 1
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from overfeat_np.merge import (
     keep_strong,
     match_score,
     nms,
+    relative_size,
     scale_weights,
     suppress_duplicates,
     window_weights,
@@ -358,6 +359,15 @@ def test_window_weights_are_window_areas_relative_to_the_largest_to_a_power():
     assert 0 < DEFAULT_AREA_POWER <= 1
     assert window_weights(np.zeros((0, 4))).shape == (0,)
     np.testing.assert_allclose(window_weights(np.zeros((2, 4))), [1.0, 1.0])  # degenerate windows: equal votes
+
+
+def test_relative_size_is_the_box_side_over_the_largest_window_side():
+    w = np.array([[0, 0, 64, 64], [10, 10, 42, 42.0]])
+    assert relative_size([0, 0, 16, 16], w) == pytest.approx(0.25)
+    assert relative_size([5, 5, 13, 37], w) == pytest.approx(16 / 64)  # 8 x 32: side sqrt(256)
+    assert relative_size([0, 0, 128, 128], w) == pytest.approx(2.0)
+    assert relative_size([3, 3, 3, 9], w) == 0.0  # an empty box
+    assert relative_size([0, 0, 16, 16], np.zeros((0, 4))) == 0.0
 
 
 def test_scale_weights_match_the_window_weights_of_each_scale():
