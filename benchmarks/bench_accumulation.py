@@ -11,6 +11,8 @@ and detection mAP, at several object sizes and two scale sets.
                                                                 #   development images only
     python benchmarks/bench_accumulation.py --demo runs/demo --dev --area-powers 1,0.5,0   # choose
                                                                 #   merge.DEFAULT_AREA_POWER (dev images)
+    python benchmarks/bench_accumulation.py --demo runs/demo --dev --localization-only --images 150 \
+        --small-objects 0.2,0.25,0.3,0.4                        # choose merge.DEFAULT_SMALL_OBJECT
     python benchmarks/bench_accumulation.py --demo runs/demo --narrow-regressor   # the regressor
                                                                 #   before small objects joined its set
 
@@ -70,10 +72,11 @@ def variants(methods, powers=()) -> list:
     return [(m, m, {}) for m in methods] + [(f"merge^{p:g}", "merge", {"area_power": p}) for p in powers]
 
 
-def localization_variants(powers=()) -> list:
-    """`variants` of `localize.METHODS`, then the default without its small-object fallback
-    (`merge_predictions(..., small_object=0)`)."""
-    return variants(METHODS, powers) + [(NO_FALLBACK, "merge", {"small_object": 0})]
+def localization_variants(powers=(), small_objects=()) -> list:
+    """`variants` of `localize.METHODS`, the default without its small-object fallback
+    (`merge_predictions(..., small_object=0)`), then "merge<T": the fallback below T of the window."""
+    return (variants(METHODS, powers) + [(NO_FALLBACK, "merge", {"small_object": 0})]
+            + [(f"merge<{t:g}", "merge", {"small_object": t}) for t in small_objects])
 
 
 def paired(preds, gts, a="merge", b="nms") -> tuple:
@@ -89,18 +92,19 @@ def scale_sets(fixed_name, fixed, guided_fn, fixed_only: bool) -> list:
 
 
 def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LOC_SEED, powers=(),
-                      fixed_only=False):
-    """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]; powers: `variants`."""
+                      fixed_only=False, small_objects=()):
+    """[(size, scale set, scales, {method: (top-5 error, top-1 error)})]; powers, small_objects:
+    `localization_variants`."""
     rows = []
     for size, (lo, hi) in sizes.items():
         val = make_set(n, seed, lo, hi)
         gts = ground_truth(val)
         for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(model.config, make_set(20, TRAIN_SEED, lo, hi)),
                                            fixed_only):
-            preds = {name: [] for name, _, _ in localization_variants(powers)}
+            preds = {name: [] for name, _, _ in localization_variants(powers, small_objects)}
             for i in range(len(val)):
                 raw = predict_boxes(model, reg, val[i]["image"], scales)
-                for name, m, kw in localization_variants(powers):
+                for name, m, kw in localization_variants(powers, small_objects):
                     loc = merge_predictions(raw, 5, m, **kw)
                     preds[name].append((loc.classes, loc.boxes))
             err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
@@ -211,7 +215,7 @@ def synthetic(args):
     loc_sizes, det_sizes = chosen(LOC_SIZES, args), chosen(DET_SIZES, args)
     loc_seed, det_seed = evaluation_seeds(args)
     loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers,
-                            args.fixed_only)
+                            args.fixed_only, args.small_objects)
     det_rows = [] if args.localization_only else detection_rows(
         det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config),
         list(range(model.config.num_classes)), det_seed, args.area_powers, args.fixed_only)
@@ -339,6 +343,9 @@ def main(argv=None):
     ap.add_argument("--area-powers", type=lambda v: tuple(float(x) for x in v.split(",")), default=(),
                     metavar="P,P", help="also print the default accumulation with these vote-weight powers "
                                         "(merge.DEFAULT_AREA_POWER; 1 = area weight, 0 = one vote per window)")
+    ap.add_argument("--small-objects", type=lambda v: tuple(float(x) for x in v.split(",")), default=(),
+                    metavar="T,T", help="also print localization with the fallback to the paper's sum below these "
+                                        "fractions of the largest window (merge.DEFAULT_SMALL_OBJECT; 0 = never)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     with threadpool_limits(1):

@@ -138,7 +138,7 @@ def digits(args, loc_sizes, det_sizes, seeds, localization_rows, detection_rows,
 
     fixed = select_scales(scales_for(model.config), (1, 2, 4, 6))
     loc = localization_rows(model, reg, loc_set, loc_sizes, args.images, "1,2,4,6", fixed, loc_seed, args.area_powers,
-                            args.fixed_only)
+                            args.fixed_only, args.small_objects)
     det_rows = [] if args.localization_only else detection_rows(
         det, dreg, det_set, det_sizes, args.images, "default", detection_scales(det.config), list(range(10)), det_seed,
         args.area_powers, args.fixed_only)

@@ -14,11 +14,11 @@ image area one location of its scale stands for (`window_weights`: proportional 
 area in the image), so a scale weighs the image area it covers, not its location count; it drops
 each scale's weak windows, averages a cluster's boxes weighted by confidence, and folds leftover
 same-class fragments of one object into the strongest.
-It does not beat NMS everywhere: with objects much smaller than the window at fixed scales only
-the finest scale frames them, the area weight gives the coarse scales the largest votes, and
-localization trails NMS by 2-5 images in 100 (Section 4.3's plain sum is best there); the repair
-is the choice of scales (`scales.scales_for_objects`), see the README's "Where the default still
-loses". `window_weights(..., power)` moves between the two sums (`DEFAULT_AREA_POWER`).
+With objects much smaller than every window the area weight hands the vote to the coarse
+scales, which cannot frame them, and Section 4.3's plain sum is the balanced one: localization
+(`localize.merge_predictions`) falls back to it when the default's best box is below
+`DEFAULT_SMALL_OBJECT` of the largest window (`relative_size`). `window_weights(..., power)`
+moves between the two sums (`DEFAULT_AREA_POWER`). README, "Greedy merge vs NMS".
 Host NumPy only; CuPy inputs are moved with `backend.to_numpy`.
 """
 
@@ -354,15 +354,16 @@ DEFAULT_SMALL_OBJECT = 0.35
 than this fraction of the largest window's side (`relative_size`). Why a size decides it: a
 scale whose window spans W image pixels has about ((W + s) / its stride)^2 locations whose
 windows overlap an object of side s, and its stride goes as W. For objects larger than the
-windows that count goes as W^-2, the area weight's exponent, so the area weight gives each scale
+windows that count goes as 1 / W^2, the inverse of the area weight, which then gives each scale
 the same say; for objects far smaller than every window it is about the same at every scale
 already, the plain sum is the balanced one, and the area weight hands the decision to the
 coarsest scales, which cannot frame a small object. Chosen on development images only (seed
-2000; synthetic shapes 150 and digits 150-300 per object size and scale set) among 0.2-0.45,
-the box measured against the largest window (against the image side it fired on 20-50% of the
-rows the default wins): 0.35 is the smallest value that ties or beats NMS on the small objects
-at fixed scales of both sets (synthetic 0.193 -> 0.140, NMS 0.200; digits 0.787 -> 0.700, NMS
-0.700), and it changes no other development row. README, "Greedy merge vs NMS"."""
+2000, never the held-out ones; synthetic shapes and digits, 150 per object size and scale set,
+300 for small digits at fixed scales) among 0.2-0.4, the box measured against the largest window
+(against the image side it fired on 18-50% of the images of rows the area weight wins): 0.35 is
+the smallest value that ties or beats NMS on the small objects at fixed scales of both sets
+(synthetic 0.193 -> 0.140, NMS 0.200; digits 0.787 -> 0.700, NMS 0.700), and it leaves the ten
+other development rows unchanged. README, "Greedy merge vs NMS"."""
 
 
 def relative_size(box, windows) -> float:
