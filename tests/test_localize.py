@@ -96,6 +96,16 @@ def test_paper_merge_accumulates_coherent_boxes_that_nms_ranks_below_a_lone_box(
         merge_predictions(pred, method="mean")
 
 
+def _two_scales(obj):
+    """Every window boxes obj; scale 0 has one 64-px window sure of class A (0.8, B 0.05), scale 1
+    nine 32-px windows leaning to class B (0.35, A 0.2)."""
+    classes = np.array([0, 1] + [0, 1] * 9)  # A = 0, B = 1
+    scale_ids = np.array([0, 0] + [1] * 18)
+    scores = np.where(scale_ids == 0, np.where(classes == 0, 0.8, 0.05), np.where(classes == 0, 0.2, 0.35))
+    windows = np.where(scale_ids[:, None] == 0, [0, 0, 64, 64], [8, 8, 40, 40]).astype(np.float32)
+    return BoxPredictions(np.tile(obj, (len(classes), 1)), scores.astype(np.float32), classes, scale_ids, windows)
+
+
 def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
     """Scale 1 has 9 locations whose windows are half as wide in the image as scale 0's one. Its
     windows lean to a wrong class (B, 0.35 each), scale 0 is sure of the right one (A, 0.8): the
@@ -104,12 +114,7 @@ def test_default_merge_weights_votes_by_the_image_area_of_their_windows():
     the default does (area ** DEFAULT_AREA_POWER, 1), and so does a power of 0.75 (weight 0.354:
     1.44 against 1.16); power 0 is the paper's sum again."""
     obj = np.array([20, 20, 50, 50], np.float32)
-    classes = np.array([0, 1] + [0, 1] * 9)  # A = 0, B = 1
-    scale_ids = np.array([0, 0] + [1] * 18)
-    scores = np.where(scale_ids == 0, np.where(classes == 0, 0.8, 0.05), np.where(classes == 0, 0.2, 0.35))
-    boxes = np.tile(obj, (len(classes), 1))
-    windows = np.where(scale_ids[:, None] == 0, [0, 0, 64, 64], [8, 8, 40, 40]).astype(np.float32)
-    pred = BoxPredictions(boxes, scores.astype(np.float32), classes, scale_ids, windows)
+    pred = _two_scales(obj)
     paper = merge_predictions(pred, k=5, method="paper")
     assert paper.classes[0] == 1 and paper.confidences[0] == pytest.approx(3.2, rel=1e-5)
     merged = merge_predictions(pred, k=5, method="merge", area_power=1.0)
@@ -131,19 +136,15 @@ def test_default_merge_falls_back_to_the_paper_sum_for_objects_far_smaller_than_
     """The scene of the test above with an object of side s: the area weight picks A; when A's box
     is below DEFAULT_SMALL_OBJECT x the largest window's side (64), the default returns the
     paper's guesses (B first), and small_object=0 keeps the area-weighted ones."""
-    classes = np.array([0, 1] + [0, 1] * 9)
-    scale_ids = np.array([0, 0] + [1] * 18)
-    scores = np.where(scale_ids == 0, np.where(classes == 0, 0.8, 0.05), np.where(classes == 0, 0.2, 0.35))
-    windows = np.where(scale_ids[:, None] == 0, [0, 0, 64, 64], [8, 8, 40, 40]).astype(np.float32)
     for side in (8.0, 0.95 * 64 * DEFAULT_SMALL_OBJECT, 1.05 * 64 * DEFAULT_SMALL_OBJECT, 30.0):
-        obj = np.array([20, 20, 20 + side, 20 + side], np.float32)
-        pred = BoxPredictions(np.tile(obj, (len(classes), 1)), scores.astype(np.float32), classes, scale_ids, windows)
+        pred = _two_scales(np.array([20, 20, 20 + side, 20 + side], np.float32))
         default, paper = merge_predictions(pred), merge_predictions(pred, method="paper")
         area = merge_predictions(pred, small_object=0)
-        assert list(area.classes) == [0, 1]
-        assert relative_size(area.boxes[0], windows) == pytest.approx(side / 64, rel=1e-5)
-        want = paper if side < 64 * DEFAULT_SMALL_OBJECT else area
-        for got, ref in zip(default, want):
+        assert list(area.classes) == [0, 1] and paper.classes[0] == 1
+        assert relative_size(area.boxes[0], pred.windows) == pytest.approx(side / 64, rel=1e-5)
+        small = side < 64 * DEFAULT_SMALL_OBJECT
+        assert default.classes[0] == (1 if small else 0)
+        for got, ref in zip(default, paper if small else area):
             np.testing.assert_array_equal(got, ref)
     assert 0 < DEFAULT_SMALL_OBJECT < 1
 
