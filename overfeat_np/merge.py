@@ -369,7 +369,9 @@ other development rows unchanged. README, "Greedy merge vs NMS"."""
 def relative_size(box, windows) -> float:
     """box (4,) and windows (N, 4) in image pixels -> the box's side (square root of its area)
     over the largest window's side; 0 when there are no windows."""
-    b = as_boxes(np.asarray(box, np.float64).reshape(1, 4), "box")
+    b = as_boxes(box, "box", allow_single=True)
+    if len(b) != 1:
+        raise ValueError(f"box: expected one box of shape (4,), got {len(b)} boxes")
     w = as_boxes(windows, "windows")
     if not len(w):
         return 0.0

@@ -368,6 +368,11 @@ def test_relative_size_is_the_box_side_over_the_largest_window_side():
     assert relative_size([0, 0, 128, 128], w) == pytest.approx(2.0)
     assert relative_size([3, 3, 3, 9], w) == 0.0  # an empty box
     assert relative_size([0, 0, 16, 16], np.zeros((0, 4))) == 0.0
+    assert relative_size(np.array([[0, 0, 16, 16]]), w) == pytest.approx(0.25)  # one box as (1, 4)
+    with pytest.raises(ValueError, match=r"box: expected shape \(N, 4\), got \(3,\)"):
+        relative_size([0, 0, 16], w)
+    with pytest.raises(ValueError, match="box: expected one box"):
+        relative_size(w, w)
 
 
 def test_scale_weights_match_the_window_weights_of_each_scale():
