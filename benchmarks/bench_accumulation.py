@@ -101,10 +101,11 @@ def localization_rows(model, reg, make_set, sizes, n, fixed_name, fixed, seed=LO
         gts = ground_truth(val)
         for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(model.config, make_set(20, TRAIN_SEED, lo, hi)),
                                            fixed_only):
-            preds = {name: [] for name, _, _ in localization_variants(powers, small_objects)}
+            methods = localization_variants(powers, small_objects)
+            preds = {name: [] for name, _, _ in methods}
             for i in range(len(val)):
                 raw = predict_boxes(model, reg, val[i]["image"], scales)
-                for name, m, kw in localization_variants(powers, small_objects):
+                for name, m, kw in methods:
                     loc = merge_predictions(raw, 5, m, **kw)
                     preds[name].append((loc.classes, loc.boxes))
             err = {m: (localization_error(p, gts, 5), localization_error(p, gts, 1)) for m, p in preds.items()}
@@ -136,10 +137,11 @@ def detection_rows(det, reg, make_set, sizes, n, fixed_name, fixed, classes, see
         gts = [(np.asarray(test[i]["box_labels"]), np.asarray(test[i]["boxes"], np.float32)) for i in range(n)]
         for set_name, scales in scale_sets(fixed_name, fixed, lambda lo=lo, hi=hi: guided(det.config, make_set(20, TRAIN_SEED, lo, hi)),
                                            fixed_only):
-            per = {name: [] for name, _, _ in variants(DETECT_METHODS, powers)}
+            methods = variants(DETECT_METHODS, powers)
+            per = {name: [] for name, _, _ in methods}
             for i in range(n):
                 cand = detection_candidates(det, reg, test[i]["image"], scales, 0.5)
-                for name, m, kw in variants(DETECT_METHODS, powers):
+                for name, m, kw in methods:
                     per[name].append(merge_candidates(cand, m, **kw) if len(cand.boxes) else
                                   (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
             res = {}
